@@ -1,0 +1,157 @@
+"""Commands: serve, migrate, demo, workspace, token, errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from contactsync.cli import app, database, emit, handles_errors, out
+from contactsync.errors import catalogue_markdown
+from contactsync.hub import tokens, workspaces
+from contactsync.hub.bulk import UpsertMode, upsert_customers
+from contactsync.hub.context import WriteContext
+from contactsync.settings import get_settings
+
+token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored hashed; shown once).")
+workspace_app = typer.Typer(no_args_is_help=True, help="Workspaces.")
+app.add_typer(token_app, name="token")
+app.add_typer(workspace_app, name="workspace")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace id (default: the first one).")]
+
+DEMO_CUSTOMERS = [
+    {"externalId": "demo-1", "base": {"firstName": "Ada", "lastName": "Lovelace", "contacts": {"email": "ada@example.com"},
+     "subscriptions": [{"id": "newsletter", "name": "Newsletter", "kind": "DIGITAL_MESSAGE", "subscribed": True}]}},
+    {"externalId": "demo-2", "base": {"firstName": "Alan", "lastName": "Turing", "contacts": {"email": "alan@example.com"},
+     "subscriptions": [{"id": "newsletter", "name": "Newsletter", "kind": "DIGITAL_MESSAGE", "subscribed": False}]}},
+    {"externalId": "demo-3", "base": {"firstName": "Grace", "lastName": "Hopper", "contacts": {"email": "grace@example.com"}},
+     "tags": {"manual": ["vip"]}},
+]
+
+
+def workspace_id(db: Any, given: str | None) -> str:
+    return given or workspaces.default_workspace(db).id
+
+
+@app.command()
+@handles_errors
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    db = database()
+    db.migrate()
+    out.print(f"database at {db.url.render_as_string(hide_password=True)} is up to date")
+
+
+@app.command()
+@handles_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the API service (migrates first)."""
+    import uvicorn
+
+    from contactsync.api import create_app
+
+    settings = get_settings()
+    db = database()
+    db.migrate()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(create_app(db, settings), host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+@app.command()
+@handles_errors
+def demo(as_json: JsonFlag = False) -> None:
+    """Seed a demo workspace and node on first use, and print a fresh admin token."""
+    settings = get_settings()
+    db = database()
+    db.migrate()
+    found = workspaces.list_workspaces(db)
+    if found:
+        ws = found[0]
+        node = workspaces.list_nodes(db, ws.id)[0]
+    else:
+        ws = workspaces.create_workspace(db, "demo")
+        node = workspaces.create_node(db, ws.id, "main")
+        upsert_customers(db, ws.id, node.id, DEMO_CUSTOMERS, ctx=WriteContext(origin="demo"), mode=UpsertMode.REPLACE)
+    tokens.revoke_token(db, ws.id, name="make-run")
+    token, _ = tokens.create_token(db, ws.id, tokens.Role.ADMIN, "make-run")
+    url = settings.effective_public_url()
+    info = {"url": url, "workspaceId": ws.id, "nodeId": node.id, "token": token}
+    if as_json:
+        emit(info, True)
+        return
+    out.print(f"contactsync is starting at [bold]{url}[/bold]", highlight=False)
+    out.print(f"  workspace {ws.id}, node {node.id} ({node.name})", highlight=False)
+    out.print(f"  admin token: [bold]{token}[/bold]   (new at every start; the previous one is revoked)", highlight=False)
+    out.print("  try:", highlight=False)
+    out.print(f"    curl -H 'Authorization: Bearer {token}' '{url}/hub/v1/workspaces/{ws.id}/customers?nodeId={node.id}'",
+              highlight=False, soft_wrap=True)
+    out.print(f"  API reference: {url}/hub/v1/docs", highlight=False)
+
+
+@workspace_app.command("create")
+@handles_errors
+def workspace_create(name: str, as_json: JsonFlag = False) -> None:
+    """Create a workspace."""
+    ws = workspaces.create_workspace(database(), name)
+    emit({"id": ws.id, "name": ws.name, **ws.matching_json()}, as_json, lambda v: out.print(f"workspace {v['id']} ({v['name']})"))
+
+
+@workspace_app.command("list")
+@handles_errors
+def workspace_list(as_json: JsonFlag = False) -> None:
+    """List workspaces."""
+    rows = [{"id": w.id, "name": w.name, **w.matching_json()} for w in workspaces.list_workspaces(database())]
+    emit(rows, as_json, lambda v: [out.print(f"{w['id']}  {w['name']}") for w in v])
+
+
+@token_app.command("create")
+@handles_errors
+def token_create(
+    role: Annotated[tokens.Role, typer.Option(help="admin, user or source.")],
+    name: Annotated[str, typer.Option(help="A name to recognise the token by.")] = "cli",
+    node: Annotated[str | None, typer.Option(help="Bind a source token to one node.")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API token; it is printed once and stored only as a hash."""
+    db = database()
+    token, info = tokens.create_token(db, workspace_id(db, workspace), role, name, node)
+    emit({**info, "token": token}, as_json, lambda v: out.print(v["token"]))
+
+
+@token_app.command("list")
+@handles_errors
+def token_list(workspace: WorkspaceOpt = None, as_json: JsonFlag = False) -> None:
+    """List tokens (their prefix only)."""
+    db = database()
+    rows = tokens.list_tokens(db, workspace_id(db, workspace))
+
+    def table(rows: list[dict[str, Any]]) -> None:
+        t = Table("id", "name", "role", "node", "prefix", "created", "revoked")
+        for r in rows:
+            t.add_row(r["id"], r["name"], r["role"], r["nodeId"] or "", r["prefix"] + "…", r["createdAt"], r["revokedAt"] or "")
+        out.print(t)
+
+    emit(rows, as_json, table)
+
+
+@token_app.command("revoke")
+@handles_errors
+def token_revoke(token_id: str, workspace: WorkspaceOpt = None) -> None:
+    """Revoke a token by id."""
+    db = database()
+    tokens.revoke_token(db, workspace_id(db, workspace), token_id=token_id)
+    out.print(f"revoked {token_id}")
+
+
+@app.command("errors")
+def errors_command(markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/errors.md.")] = True) -> None:
+    """Print the catalogue of error codes."""
+    typer.echo(catalogue_markdown(), nl=False)

@@ -1,0 +1,41 @@
+"""Settings, read from the environment (prefix ``CONTACTSYNC_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/contactsync.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONTACTSYNC_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL of the hub's database: SQLite (default) or PostgreSQL.",
+    )
+    host: str = Field("127.0.0.1", description="Address `contactsync serve` listens on.")
+    port: int = Field(8000, description="Port `contactsync serve` listens on.")
+    public_url: str = Field(
+        "", description="URL the service is reached at, used in links; default http://HOST:PORT."
+    )
+    sqlite_cache_mb: int = Field(256, description="SQLite page cache per connection, in MB.")
+    batch_size: int = Field(5000, description="Customers written per transaction in bulk work.")
+    default_page_size: int = Field(10, description="Customers per page when `size` is not given.")
+    max_page_size: int = Field(1000, description="Largest `size` the customer list accepts.")
+    max_updates_page: int = Field(4000, description="Largest `size` of the updates feed.")
+
+    def effective_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def var_dir(self) -> Path:
+        return Path("var")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,54 @@
+"""Named queries: the change journal (the hub's ordered change feed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from contactsync.store.tables import journal
+
+
+def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(journal.insert(), list(rows))
+
+
+def _scope(workspace_id: str, node_ids: Sequence[str] | None, entity: str | None) -> list[Any]:
+    conds: list[Any] = [journal.c.workspace_id == workspace_id]
+    if node_ids is not None:
+        conds.append(journal.c.node_id.in_(list(node_ids)))
+    if entity:
+        conds.append(journal.c.entity == entity)
+    return conds
+
+
+def read(
+    conn: Connection,
+    workspace_id: str,
+    *,
+    after_seq: int | None,
+    since_ms: int | None,
+    node_ids: Sequence[str] | None,
+    entity: str | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    conds = _scope(workspace_id, node_ids, entity)
+    if after_seq is not None:
+        conds.append(journal.c.seq > after_seq)
+    elif since_ms is not None:
+        conds.append(journal.c.at >= since_ms)
+    query = sa.select(journal).where(*conds).order_by(journal.c.seq).limit(limit)
+    return conn.execute(query).all()
+
+
+def last_seq(conn: Connection, workspace_id: str, node_ids: Sequence[str] | None, entity: str | None) -> int:
+    query = sa.select(sa.func.max(journal.c.seq)).where(*_scope(workspace_id, node_ids, entity))
+    return int(conn.execute(query).scalar_one_or_none() or 0)
+
+
+def count_for(conn: Connection, entity_ids: Sequence[str]) -> int:
+    query = sa.select(sa.func.count()).select_from(journal).where(journal.c.entity_id.in_(list(entity_ids)))
+    return int(conn.execute(query).scalar_one())
