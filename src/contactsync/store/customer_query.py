@@ -73,10 +73,14 @@ def _atomic(cond: Atomic, dialect: str) -> ColumnElement[bool]:
     if cond.attribute in ARRAY_ATTRIBUTES:
         return _array(parts, cond, dialect)
     if dialect == "postgresql":
-        expr = customers.c.data.op("#>")(sa.literal("{" + ",".join(parts) + "}"))
+        expr = customers.c.data.op("#>")(_pg_path(parts))
         return _compare(expr, cond.operator, cond.value, _jsonb)
     expr = sa.func.json_extract(customers.c.data, "$." + ".".join(parts))
     return _compare(expr, cond.operator, cond.value, _sqlite_value)
+
+
+def _pg_path(parts: Sequence[str]) -> Any:
+    return sa.literal(list(parts), postgresql.ARRAY(sa.Text))
 
 
 def _jsonb(value: Any) -> Any:
@@ -100,7 +104,7 @@ def _array(parts: list[str], cond: Atomic, dialect: str) -> ColumnElement[bool]:
 
 def _contains_any(parts: list[str], values: Sequence[Any] | None, dialect: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
-        arr = customers.c.data.op("#>")(sa.literal("{" + ",".join(parts) + "}"))
+        arr = customers.c.data.op("#>")(_pg_path(parts))
         if values is None:
             return sa.func.coalesce(sa.func.jsonb_array_length(arr), 0) > 0
         return sa.or_(*(arr.op("@>")(_jsonb([v])) for v in values))
@@ -122,11 +126,11 @@ def _subscription_exists(conds: list[Atomic]) -> ColumnElement[bool]:
 
 def order_by(sort: Sort | None, dialect: str) -> list[Any]:
     if sort is None:
-        return [customers.c.id]  # ids are time-ordered: registration order
+        return []  # the store orders by id last: ids are time-ordered, so registration order
     if sort.attribute in _COLUMNS:
         expr: Any = _COLUMNS[sort.attribute]
     elif dialect == "postgresql":
-        expr = customers.c.data.op("#>")(sa.literal("{" + sort.attribute.replace(".", ",") + "}"))
+        expr = customers.c.data.op("#>")(_pg_path(sort.attribute.split(".")))
     else:
         expr = sa.func.json_extract(customers.c.data, "$." + sort.attribute)
     return [expr.desc() if sort.descending else expr.asc()]

@@ -1,0 +1,134 @@
+"""Shared fixtures: a clean database per test on SQLite and PostgreSQL, a workspace, a live server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+
+from contactsync.api import create_app
+from contactsync.hub import tokens, workspaces
+from contactsync.settings import Settings
+from contactsync.store.db import Database
+from contactsync.store.tables import metadata
+
+PG_URL = os.environ.get(
+    "CONTACTSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/contactsync_test"
+)
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _missing(what: str) -> None:
+    message = f"{what} is not reachable; start it with scripts/services.sh"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: a missing service fails the run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[Database]:
+    db = Database(PG_URL)
+    try:
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError:
+        _missing("PostgreSQL at 127.0.0.1:5432")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+def _truncate(db: Database) -> None:
+    names = ", ".join(t.name for t in metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+def make_db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    if backend == "postgresql":
+        pg: Database = request.getfixturevalue("pg_database")
+        _truncate(pg)
+        return pg
+    template: Path = request.getfixturevalue("sqlite_template")
+    path = tmp_path / "hub.db"
+    shutil.copy(template, path)
+    db = Database(f"sqlite:///{path}")
+    request.addfinalizer(db.dispose)
+    return db
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A clean, migrated database: each test runs on SQLite and on PostgreSQL."""
+    return make_db(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def sqlite_db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    return make_db("sqlite", request, tmp_path)
+
+
+@dataclass
+class Hub:
+    db: Database
+    workspace_id: str
+    node_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def hub(db: Database) -> Hub:
+    """A workspace with one standard node and an admin token."""
+    ws = workspaces.create_workspace(db, "test")
+    node = workspaces.create_node(db, ws.id, "main")
+    token, _ = tokens.create_token(db, ws.id, tokens.Role.ADMIN, "test-admin")
+    return Hub(db, ws.id, node.id, token)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(hub: Hub) -> Iterator[str]:
+    """The real service on a loopback port (uvicorn in a thread); yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(create_app(hub.db, Settings()), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
