@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean database per test on SQLite and PostgreSQL, a workspace, a live server."""
+"""Fixtures: a clean database per test (SQLite and PostgreSQL), a workspace, a live server."""
 
 from __future__ import annotations
 

@@ -35,24 +35,99 @@ class ErrorInfo:
 
 _ENTRIES = [
     # 1xx: configuration and access
-    ErrorInfo("E100", "config_invalid", "A setting or configuration value is invalid.", "Fix the setting named in the message and retry."),
-    ErrorInfo("E101", "read_only_node", "The node is an aggregate node: a read-only union of other nodes.", "Write to one of its member nodes instead."),
-    ErrorInfo("E110", "unauthenticated", "The request carries no valid API token.", "Send `Authorization: Bearer <token>`; create one with `contactsync token create`."),
-    ErrorInfo("E111", "forbidden", "The token's role does not allow this operation.", "Use a token with the role named in the message (admin, user or source)."),
-    ErrorInfo("E120", "not_found", "The addressed resource does not exist.", "Check the id in the URL; list the resources to find the right one."),
+    ErrorInfo(
+        "E100",
+        "config_invalid",
+        "A setting or configuration value is invalid.",
+        "Fix the setting named in the message and retry.",
+    ),
+    ErrorInfo(
+        "E101",
+        "read_only_node",
+        "The node is an aggregate node: a read-only union of other nodes.",
+        "Write to one of its member nodes instead.",
+    ),
+    ErrorInfo(
+        "E110",
+        "unauthenticated",
+        "The request carries no valid API token.",
+        "Send `Authorization: Bearer <token>`; create one with `contactsync token create`.",
+    ),
+    ErrorInfo(
+        "E111",
+        "forbidden",
+        "The token's role does not allow this operation.",
+        "Use a token with the role named in the message (admin, user or source).",
+    ),
+    ErrorInfo(
+        "E120",
+        "not_found",
+        "The addressed resource does not exist.",
+        "Check the id in the URL; list the resources to find the right one.",
+    ),
     # 2xx: input
-    ErrorInfo("E200", "invalid_input", "The request or record does not match the expected shape.", "Fix the fields listed in `errors[].path` and send it again."),
-    ErrorInfo("E201", "invalid_email", "An email address is not valid.", "Send a valid address such as `name@example.com`."),
-    ErrorInfo("E202", "unknown_property", "A property is not defined in the customer schema.", "Remove it, or define it as an extended property of the workspace first."),
-    ErrorInfo("E203", "invalid_value", "A value has the wrong type or format for its property.", "Send a value of the type named in the message."),
-    ErrorInfo("E204", "too_large", "A customer section (base, extended, extra) is larger than 64 KB.", "Shorten the section; store large data elsewhere and keep a reference."),
-    ErrorInfo("E205", "invalid_query", "The `query` parameter is not a valid query document.", "Fix the query JSON at the path given; see docs/hub-api.md for the grammar."),
-    ErrorInfo("E206", "missing_required", "A required property is missing.", "Add the property named in the message."),
+    ErrorInfo(
+        "E200",
+        "invalid_input",
+        "The request or record does not match the expected shape.",
+        "Fix the fields listed in `errors[].path` and send it again.",
+    ),
+    ErrorInfo(
+        "E201",
+        "invalid_email",
+        "An email address is not valid.",
+        "Send a valid address such as `name@example.com`.",
+    ),
+    ErrorInfo(
+        "E202",
+        "unknown_property",
+        "A property is not defined in the customer schema.",
+        "Remove it, or define it as an extended property of the workspace first.",
+    ),
+    ErrorInfo(
+        "E203",
+        "invalid_value",
+        "A value has the wrong type or format for its property.",
+        "Send a value of the type named in the message.",
+    ),
+    ErrorInfo(
+        "E204",
+        "too_large",
+        "A customer section (base, extended, extra) is larger than 64 KB.",
+        "Shorten the section; store large data elsewhere and keep a reference.",
+    ),
+    ErrorInfo(
+        "E205",
+        "invalid_query",
+        "The `query` parameter is not a valid query document.",
+        "Fix the query JSON at the path given; see docs/hub-api.md for the grammar.",
+    ),
+    ErrorInfo(
+        "E206",
+        "missing_required",
+        "A required property is missing.",
+        "Add the property named in the message.",
+    ),
     # 3xx: conflicts and consent
-    ErrorInfo("E300", "customer_exists", "A customer with the same matching properties already exists in the node.", "Update the existing customer (its id is in `data.customer.id`) instead of creating one."),
-    ErrorInfo("E301", "consent_refused", "A subscription change was refused by the consent rules.", "Collect a new opt-in (double opt-in confirmation, or consent evidence with a newer timestamp)."),
+    ErrorInfo(
+        "E300",
+        "customer_exists",
+        "A customer with the same matching properties already exists in the node.",
+        "Update the existing customer (its id is in `data.customer.id`) instead of creating one.",
+    ),
+    ErrorInfo(
+        "E301",
+        "consent_refused",
+        "A subscription change was refused by the consent rules.",
+        "Collect a new opt-in (double opt-in confirmation, or consent evidence with a newer timestamp).",
+    ),
     # 5xx: transient
-    ErrorInfo("E500", "busy", "The database is busy or a lock could not be taken in time.", "Retry the request in a few seconds."),
+    ErrorInfo(
+        "E500",
+        "busy",
+        "The database is busy or a lock could not be taken in time.",
+        "Retry the request in a few seconds.",
+    ),
 ]
 
 CATALOGUE: dict[str, ErrorInfo] = {e.code: e for e in _ENTRIES}

@@ -13,7 +13,9 @@ from tests.conftest import Hub
 
 @pytest.fixture
 def node(hub: Hub, live_server: str):  # type: ignore[no-untyped-def]
-    workspace = Workspace(workspace_id=hub.workspace_id, token=hub.token, base_url=f"{live_server}/hub/v1/workspaces")
+    workspace = Workspace(
+        workspace_id=hub.workspace_id, token=hub.token, base_url=f"{live_server}/hub/v1/workspaces"
+    )
     return workspace.get_node(hub.node_id)
 
 
@@ -41,12 +43,19 @@ def test_sdk_customer_lifecycle(node) -> None:  # type: ignore[no-untyped-def]
     assert node.get_customer(id=created.id).base.lastName == "Lovelace"
 
     # a subscription, a tag and an event
-    sub = node.add_subscription(created.id, id="newsletter", name="Newsletter", kind="DIGITAL_MESSAGE", subscribed=True)
+    sub = node.add_subscription(
+        created.id, id="newsletter", name="Newsletter", kind="DIGITAL_MESSAGE", subscribed=True
+    )
     assert sub.subscribed is True
     assert node.get_customer_subscription(created.id, "newsletter").name == "Newsletter"
     node.add_tag(created.id, "vip")
     assert node.get_customer(id=created.id).tags.manual == ["vip"]
-    node.add_event(customerId=created.id, type="viewedPage", context="WEB", properties={"url": "https://example.com/"})
+    node.add_event(
+        customerId=created.id,
+        type="viewedPage",
+        context="WEB",
+        properties={"url": "https://example.com/"},
+    )
     events = node.get_customer(id=created.id).get_events()
     assert [e.type for e in events] == ["viewedPage"]
 
@@ -55,7 +64,9 @@ def test_sdk_customer_lifecycle(node) -> None:  # type: ignore[no-untyped-def]
         node.add_customer(base={"contacts": {"email": "ADA@example.com"}})
     assert created.id in str(conflict.value)
     # … which the SDK's force_update turns into a PATCH of that customer
-    merged = node.add_customer(force_update=True, base={"contacts": {"email": "ada@example.com"}, "title": "Countess"})
+    merged = node.add_customer(
+        force_update=True, base={"contacts": {"email": "ada@example.com"}, "title": "Countess"}
+    )
     assert merged.id == created.id and merged.base.title == "Countess"
 
     # delete
@@ -78,20 +89,32 @@ def test_sdk_pages_through_a_node(node) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_sdk_query_combinations(node) -> None:  # type: ignore[no-untyped-def]
-    node.add_customer(base={"firstName": "Mario", "lastName": "Rossi", "contacts": {"email": "m@example.com"}})
-    node.add_customer(base={"firstName": "Maria", "lastName": "Rossi", "contacts": {"email": "maria@example.com"}})
-    node.add_customer(base={"firstName": "Mario", "lastName": "Bianchi", "contacts": {"email": "mb@example.com"}})
-    rossi_mario = node.query(Customer).filter(
-        (Customer.base.lastName == "Rossi") & (Customer.base.firstName == "Mario")
-    ).all()
+    node.add_customer(
+        base={"firstName": "Mario", "lastName": "Rossi", "contacts": {"email": "m@example.com"}}
+    )
+    node.add_customer(
+        base={"firstName": "Maria", "lastName": "Rossi", "contacts": {"email": "maria@example.com"}}
+    )
+    node.add_customer(
+        base={"firstName": "Mario", "lastName": "Bianchi", "contacts": {"email": "mb@example.com"}}
+    )
+    rossi_mario = (
+        node.query(Customer)
+        .filter((Customer.base.lastName == "Rossi") & (Customer.base.firstName == "Mario"))
+        .all()
+    )
     assert [c.base.contacts.email for c in rossi_mario] == ["m@example.com"]
-    either = node.query(Customer).filter(
-        (Customer.base.lastName == "Bianchi") | (Customer.base.firstName == "Maria")
-    ).all()
+    either = (
+        node.query(Customer)
+        .filter((Customer.base.lastName == "Bianchi") | (Customer.base.firstName == "Maria"))
+        .all()
+    )
     assert sorted(c.base.contacts.email for c in either) == ["maria@example.com", "mb@example.com"]
-    in_list = node.query(Customer).filter(
-        Criterion(Customer.base.firstName, Criterion.SIMPLE_OPERATORS.IN, ["Maria", "Nobody"])
-    ).all()
+    in_list = (
+        node.query(Customer)
+        .filter(Criterion(Customer.base.firstName, Criterion.SIMPLE_OPERATORS.IN, ["Maria", "Nobody"]))
+        .all()
+    )
     assert [c.base.firstName for c in in_list] == ["Maria"]
     not_mario = node.query(Customer).filter(Customer.base.firstName != "Mario").all()
     assert [c.base.firstName for c in not_mario] == ["Maria"]

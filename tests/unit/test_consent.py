@@ -38,9 +38,7 @@ writes_without_evidence = st.builds(
     Request, status=statuses, at=times, automatic=st.booleans(), evidence=st.none()
 )
 any_current = st.none() | st.builds(Current, status=statuses, opted_out_at=st.none() | times)
-any_request = st.builds(
-    Request, status=statuses, at=times, automatic=st.booleans(), evidence=maybe_evidence
-)
+any_request = st.builds(Request, status=statuses, at=times, automatic=st.booleans(), evidence=maybe_evidence)
 
 
 def run(start: Current | None, requests: list[Request]) -> list[Decision]:
@@ -98,9 +96,7 @@ def test_decision_is_well_formed_and_changed_means_something_changed(current, re
 
 
 @PROPS
-@given(
-    start=st.none() | opted_out_start, requests=st.lists(any_request, min_size=1, max_size=25)
-)
+@given(start=st.none() | opted_out_start, requests=st.lists(any_request, min_size=1, max_size=25))
 def test_reachable_states_keep_status_and_barrier_consistent(start, requests):
     for d in run(start, requests):
         if d.status in OPTED_OUT:
@@ -137,9 +133,7 @@ def test_new_unsubscribed_subscription_gets_a_barrier():
 
 @pytest.mark.parametrize("automatic", [True, False])
 def test_unsubscribe_sets_the_barrier(automatic):
-    d = decide(
-        Current(Status.SUBSCRIBED, None), Request(Status.UNSUBSCRIBED, 5_000, automatic=automatic)
-    )
+    d = decide(Current(Status.SUBSCRIBED, None), Request(Status.UNSUBSCRIBED, 5_000, automatic=automatic))
     assert d.status == Status.UNSUBSCRIBED
     assert d.reason == Reason.OPTED_OUT
     assert d.opted_out_at == 5_000
@@ -147,9 +141,7 @@ def test_unsubscribe_sets_the_barrier(automatic):
 
 
 def test_explicit_subscribe_over_unsubscribed_without_evidence_requires_reoptin():
-    d = decide(
-        Current(Status.UNSUBSCRIBED, 5_000), Request(Status.SUBSCRIBED, 9_000, automatic=False)
-    )
+    d = decide(Current(Status.UNSUBSCRIBED, 5_000), Request(Status.SUBSCRIBED, 9_000, automatic=False))
     assert d.status == Status.PENDING
     assert d.reason == Reason.REOPTIN_REQUIRED
     assert d.opted_out_at == 5_000  # the barrier stays
@@ -198,9 +190,7 @@ def test_newer_evidence_also_confirms_a_pending_reoptin():
 
 
 def test_automatic_unsubscribe_over_cleaned_keeps_cleaned():
-    d = decide(
-        Current(Status.CLEANED, 5_000), Request(Status.UNSUBSCRIBED, 9_000, automatic=True)
-    )
+    d = decide(Current(Status.CLEANED, 5_000), Request(Status.UNSUBSCRIBED, 9_000, automatic=True))
     assert d.status == Status.CLEANED
     assert d.reason == Reason.KEPT_HIGHER_PRECEDENCE
     assert d.opted_out_at == 5_000
@@ -208,9 +198,7 @@ def test_automatic_unsubscribe_over_cleaned_keeps_cleaned():
 
 
 def test_automatic_pending_over_unsubscribed_keeps_unsubscribed():
-    d = decide(
-        Current(Status.UNSUBSCRIBED, 5_000), Request(Status.PENDING, 9_000, automatic=True)
-    )
+    d = decide(Current(Status.UNSUBSCRIBED, 5_000), Request(Status.PENDING, 9_000, automatic=True))
     assert (d.status, d.reason, d.changed) == (
         Status.UNSUBSCRIBED,
         Reason.KEPT_HIGHER_PRECEDENCE,
@@ -233,9 +221,7 @@ def test_automatic_subscribe_over_unsubscribed_is_refused(with_evidence):
 
 
 def test_legacy_unsubscribed_row_without_barrier_still_blocks_automatic_resubscribe():
-    d = decide(
-        Current(Status.UNSUBSCRIBED, None), Request(Status.SUBSCRIBED, 9_000, automatic=True)
-    )
+    d = decide(Current(Status.UNSUBSCRIBED, None), Request(Status.SUBSCRIBED, 9_000, automatic=True))
     assert d.refused is True
     assert d.status == Status.UNSUBSCRIBED
     assert not d.changed
@@ -249,9 +235,7 @@ def test_legacy_row_explicit_subscribe_needs_evidence():
     assert (without.status, without.reason) == (Status.PENDING, Reason.REOPTIN_REQUIRED)
     with_ev = decide(
         legacy,
-        Request(
-            Status.SUBSCRIBED, 9_000, automatic=False, evidence=Evidence(EvidenceKind.EXPLICIT, 1)
-        ),
+        Request(Status.SUBSCRIBED, 9_000, automatic=False, evidence=Evidence(EvidenceKind.EXPLICIT, 1)),
     )
     assert (with_ev.status, with_ev.reason) == (Status.SUBSCRIBED, Reason.NEWER_OPT_IN)
 
@@ -265,23 +249,13 @@ def test_repeating_the_current_status_is_unchanged():
         assert d.opted_out_at == barrier
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG hub/consent.py decide(): an opt-out write dated before the current barrier moves "
-        "the barrier back (move(..., req.at)), so consent evidence older than the latest "
-        "recorded opt-out then lifts it"
-    ),
-)
 def test_an_older_opt_out_does_not_move_the_barrier_back():
     # unsubscribed at t=100; a late import replays an old clean from t=50 ...
     d1 = decide(Current(Status.UNSUBSCRIBED, 100), Request(Status.CLEANED, 50, automatic=True))
     # ... then an explicit subscribe carries evidence from t=75, before the t=100 opt-out
     d2 = decide(
         Current(d1.status, d1.opted_out_at),
-        Request(
-            Status.SUBSCRIBED, 200, automatic=False, evidence=Evidence(EvidenceKind.EXPLICIT, 75)
-        ),
+        Request(Status.SUBSCRIBED, 200, automatic=False, evidence=Evidence(EvidenceKind.EXPLICIT, 75)),
     )
     assert d1.opted_out_at == 100
     assert d2.status != Status.SUBSCRIBED

@@ -13,8 +13,14 @@ from contactsync.store.db import Database
 
 
 def _sub_app(title: str, description: str, db: Database, settings: Settings) -> FastAPI:
-    app = FastAPI(title=title, version=__version__, description=description, openapi_url="/openapi.json",
-                  docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title=title,
+        version=__version__,
+        description=description,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
     app.state.db = db
     app.state.settings = settings
     errors.install(app)
@@ -26,7 +32,8 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     hub = _sub_app(
         "contactsync hub API",
         "Customer hub REST API, compatible with the Contacthub API 1.51 (customers, events, updates).",
-        db, settings,
+        db,
+        settings,
     )
     hub.include_router(hub_customers.router)
     hub.include_router(hub_events.router)
@@ -46,8 +53,12 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
 
     @root.get("/")
     def index() -> dict[str, Any]:
-        return {"service": "contactsync", "version": __version__,
-                "hubApi": "/hub/v1/openapi.json", "managementApi": "/api/v1/openapi.json"}
+        return {
+            "service": "contactsync",
+            "version": __version__,
+            "hubApi": "/hub/v1/openapi.json",
+            "managementApi": "/api/v1/openapi.json",
+        }
 
     root.mount("/hub/v1", hub)
     root.mount("/api/v1", manage)

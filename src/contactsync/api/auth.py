@@ -42,9 +42,7 @@ def principal(request: Request, db: Db) -> Principal:
 def requires(*roles: Role) -> Callable[..., Principal]:
     """A dependency: an authenticated principal of one of ``roles`` in the path's workspace."""
 
-    def dependency(
-        who: Annotated[Principal, Depends(principal)], wid: Annotated[str, Path()]
-    ) -> Principal:
+    def dependency(who: Annotated[Principal, Depends(principal)], wid: Annotated[str, Path()]) -> Principal:
         if who.workspace_id != wid:
             raise ForbiddenError("this token belongs to another workspace", code="E111")
         if who.role not in roles:

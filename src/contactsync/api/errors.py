@@ -43,8 +43,16 @@ def status_of(error: ContactsyncError) -> int:
     return next((status for cls, status in _STATUS if isinstance(error, cls)), 400)
 
 
-def error_body(message: str, code: str, errors: list[dict[str, Any]] | None = None, data: Any = None) -> dict[str, Any]:
-    return {"message": message, "logref": str(uuid.uuid4()), "data": data, "errors": errors or [], "code": code}
+def error_body(
+    message: str, code: str, errors: list[dict[str, Any]] | None = None, data: Any = None
+) -> dict[str, Any]:
+    return {
+        "message": message,
+        "logref": str(uuid.uuid4()),
+        "data": data,
+        "errors": errors or [],
+        "code": code,
+    }
 
 
 def _domain(request: Request, error: Exception) -> JSONResponse:
@@ -69,7 +77,14 @@ def _validation(_request: Request, error: Exception) -> JSONResponse:
     problems = []
     for e in error.errors():
         loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "header")]
-        problems.append({"message": e.get("msg", "invalid"), "path": ".".join(loc), "data": None, "code": "E200"})
+        problems.append(
+            {
+                "message": e.get("msg", "invalid"),
+                "path": ".".join(loc),
+                "data": None,
+                "code": "E200",
+            }
+        )
     first = problems[0] if problems else {"path": "", "message": "invalid request"}
     message = f"{first['path']}: {first['message']}" if first["path"] else str(first["message"])
     return JSONResponse(error_body(message, "E200", problems), status_code=400)

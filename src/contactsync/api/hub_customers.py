@@ -15,13 +15,20 @@ from contactsync.hub.tokens import Principal
 
 router = APIRouter(prefix="/workspaces/{wid}/customers", tags=["customers"])
 Json = Annotated[Any, Body()]
-_CUSTOMER_BODY = {"requestBody": {"content": {"application/json": {"schema": customer_schema({"type": "object"})}}}}
+_CUSTOMER_BODY = {
+    "requestBody": {"content": {"application/json": {"schema": customer_schema({"type": "object"})}}}
+}
 _SUBSCRIPTION_BODY = {"requestBody": {"content": {"application/json": {"schema": SUBSCRIPTION_SCHEMA}}}}
 
 
 def context(request: Request, who: Principal) -> WriteContext:
     client = request.client.host if request.client else None
-    return WriteContext(origin="api", actor=f"token:{who.name}", ip=client, user_agent=request.headers.get("user-agent"))
+    return WriteContext(
+        origin="api",
+        actor=f"token:{who.name}",
+        ip=client,
+        user_agent=request.headers.get("user-agent"),
+    )
 
 
 def _owned(db: Any, wid: str, cid: str, who: Principal) -> None:
@@ -35,8 +42,8 @@ def list_customers(
     db: Db,
     who: Member,
     conf: Conf,
-    nodeId: str | None = None,  # noqa: N803 - Contacthub's parameter names
-    externalId: str | None = None,  # noqa: N803
+    nodeId: str | None = None,
+    externalId: str | None = None,
     query: str | None = None,
     fields: str | None = None,
     sort: str | None = None,
@@ -45,9 +52,16 @@ def list_customers(
 ) -> dict[str, Any]:
     check_node(who, nodeId)
     return customers.list_page(
-        db, wid, nodeId, external_id=externalId, query=query,
+        db,
+        wid,
+        nodeId,
+        external_id=externalId,
+        query=query,
         fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else (),
-        sort=sort, page=page, size=size or conf.default_page_size, max_size=conf.max_page_size,
+        sort=sort,
+        page=page,
+        size=size or conf.default_page_size,
+        max_size=conf.max_page_size,
     )
 
 
@@ -103,7 +117,9 @@ def get_subscription(wid: str, cid: str, sid: str, db: Db, who: Member) -> dict[
 
 
 @router.put("/{cid}/subscriptions/{sid}", openapi_extra=_SUBSCRIPTION_BODY)
-def put_subscription(wid: str, cid: str, sid: str, body: Json, request: Request, db: Db, who: Member) -> dict[str, Any]:
+def put_subscription(
+    wid: str, cid: str, sid: str, body: Json, request: Request, db: Db, who: Member
+) -> dict[str, Any]:
     _owned(db, wid, cid, who)
     return customer_items.put_subscription(db, wid, cid, body, context(request, who), sid=sid)
 
@@ -155,7 +171,9 @@ def delete_session(wid: str, cid: str, value: str, db: Db, who: Member) -> Respo
 
 
 @router.post("/{cid}/{kind}", status_code=201)
-def add_item(wid: str, cid: str, kind: str, body: Json, request: Request, db: Db, who: Member) -> dict[str, Any]:
+def add_item(
+    wid: str, cid: str, kind: str, body: Json, request: Request, db: Db, who: Member
+) -> dict[str, Any]:
     """Add an education, like or job (``kind``: educations | likes | jobs)."""
     _owned(db, wid, cid, who)
     return customer_items.put_item(db, wid, cid, kind, body, create=True, ctx=context(request, who))
@@ -168,13 +186,19 @@ def get_item(wid: str, cid: str, kind: str, item_id: str, db: Db, who: Member) -
 
 
 @router.put("/{cid}/{kind}/{item_id}")
-def put_item(wid: str, cid: str, kind: str, item_id: str, body: Json, request: Request, db: Db, who: Member) -> dict[str, Any]:
+def put_item(
+    wid: str, cid: str, kind: str, item_id: str, body: Json, request: Request, db: Db, who: Member
+) -> dict[str, Any]:
     _owned(db, wid, cid, who)
-    return customer_items.put_item(db, wid, cid, kind, body, item_id=item_id, create=False, ctx=context(request, who))
+    return customer_items.put_item(
+        db, wid, cid, kind, body, item_id=item_id, create=False, ctx=context(request, who)
+    )
 
 
 @router.delete("/{cid}/{kind}/{item_id}", status_code=204)
-def delete_item(wid: str, cid: str, kind: str, item_id: str, request: Request, db: Db, who: Member) -> Response:
+def delete_item(
+    wid: str, cid: str, kind: str, item_id: str, request: Request, db: Db, who: Member
+) -> Response:
     _owned(db, wid, cid, who)
     customer_items.delete_item(db, wid, cid, kind, item_id, context(request, who))
     return Response(status_code=204)

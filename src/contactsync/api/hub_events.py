@@ -33,21 +33,30 @@ def list_events(
     db: Db,
     who: Member,
     conf: Conf,
-    customerId: str | None = None,  # noqa: N803 - Contacthub's parameter names
-    nodeId: str | None = None,  # noqa: N803
+    customerId: str | None = None,
+    nodeId: str | None = None,
     type: str | None = None,
     context: str | None = None,
     mode: str | None = None,
-    dateFrom: str | None = None,  # noqa: N803
-    dateTo: str | None = None,  # noqa: N803
+    dateFrom: str | None = None,
+    dateTo: str | None = None,
     page: int = 0,
     size: Annotated[int | None, Query()] = None,
 ) -> dict[str, Any]:
     if nodeId:
         check_node(who, nodeId)
     return events.list_events(
-        db, wid, customer_id=customerId, node_id=nodeId, types=_csv(type), contexts=_csv(context), mode=mode,
-        date_from=dateFrom, date_to=dateTo, page=page, size=min(size or conf.default_page_size, conf.max_page_size),
+        db,
+        wid,
+        customer_id=customerId,
+        node_id=nodeId,
+        types=_csv(type),
+        contexts=_csv(context),
+        mode=mode,
+        date_from=dateFrom,
+        date_to=dateTo,
+        page=page,
+        size=min(size or conf.default_page_size, conf.max_page_size),
     )
 
 
@@ -76,22 +85,26 @@ def read_updates(
     offset: int | None = None,
     timestamp: int | None = None,
     size: int = 50,
-    nodeId: str | None = None,  # noqa: N803
+    nodeId: str | None = None,
     entity: str | None = None,
 ) -> dict[str, Any]:
     """Changes after ``offset`` (exclusive), oldest first; ``nextOffset`` is the offset to send next."""
     if who.node_id and nodeId is None:
-        nodeId = who.node_id  # noqa: N806
+        nodeId = who.node_id
     check_node(who, nodeId)
     if not 1 <= size <= conf.max_updates_page:
         raise invalid([FieldProblem("size", f"size must be 1..{conf.max_updates_page}")])
-    return updates.read_updates(db, wid, offset=offset, timestamp=timestamp, size=size, node_id=nodeId, entity=entity)
+    return updates.read_updates(
+        db, wid, offset=offset, timestamp=timestamp, size=size, node_id=nodeId, entity=entity
+    )
 
 
 @router.get("/updates/last-offset", tags=["updates"])
-def last_offset(wid: str, db: Db, who: Member, nodeId: str | None = None, entity: str | None = None) -> dict[str, int]:  # noqa: N803
+def last_offset(
+    wid: str, db: Db, who: Member, nodeId: str | None = None, entity: str | None = None
+) -> dict[str, int]:
     if who.node_id and nodeId is None:
-        nodeId = who.node_id  # noqa: N806
+        nodeId = who.node_id
     check_node(who, nodeId)
     return updates.last_offset(db, wid, nodeId, entity)
 
@@ -111,8 +124,11 @@ def put_matching_policy(wid: str, body: Json, db: Db, who: Admin) -> dict[str, A
     if policy not in UniquenessPolicy.__members__:
         raise invalid([FieldProblem("customerUniquenessPolicy", "must be NO_CHECK, BLOCK or MERGE", "E203")])
     ws = workspaces.set_matching_policy(
-        db, wid, properties=[str(p) for p in body["properties"]],
-        case_sensitive=bool(body.get("caseSensitive", False)), policy=UniquenessPolicy(policy),
+        db,
+        wid,
+        properties=[str(p) for p in body["properties"]],
+        case_sensitive=bool(body.get("caseSensitive", False)),
+        policy=UniquenessPolicy(policy),
     )
     return ws.matching_json()
 

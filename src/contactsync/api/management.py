@@ -23,7 +23,7 @@ class NodeIn(BaseModel):
 class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: tokens.Role
-    nodeId: str | None = None  # noqa: N815 - API field name
+    nodeId: str | None = None
 
 
 @router.get("/nodes", tags=["nodes"])

@@ -15,7 +15,11 @@ from contactsync.errors import AuthError, ContactsyncError, InputError, NotFound
 from contactsync.settings import get_settings
 from contactsync.store.db import Database
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="contactsync: a customer hub that keeps contacts and subscriptions in sync.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="contactsync: a customer hub that keeps contacts and subscriptions in sync.",
+)
 err = Console(stderr=True)
 out = Console()
 

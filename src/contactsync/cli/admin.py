@@ -21,15 +21,52 @@ app.add_typer(token_app, name="token")
 app.add_typer(workspace_app, name="workspace")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace id (default: the first one).")]
+WorkspaceOpt = Annotated[
+    str | None, typer.Option("--workspace", "-w", help="Workspace id (default: the first one).")
+]
 
 DEMO_CUSTOMERS = [
-    {"externalId": "demo-1", "base": {"firstName": "Ada", "lastName": "Lovelace", "contacts": {"email": "ada@example.com"},
-     "subscriptions": [{"id": "newsletter", "name": "Newsletter", "kind": "DIGITAL_MESSAGE", "subscribed": True}]}},
-    {"externalId": "demo-2", "base": {"firstName": "Alan", "lastName": "Turing", "contacts": {"email": "alan@example.com"},
-     "subscriptions": [{"id": "newsletter", "name": "Newsletter", "kind": "DIGITAL_MESSAGE", "subscribed": False}]}},
-    {"externalId": "demo-3", "base": {"firstName": "Grace", "lastName": "Hopper", "contacts": {"email": "grace@example.com"}},
-     "tags": {"manual": ["vip"]}},
+    {
+        "externalId": "demo-1",
+        "base": {
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "contacts": {"email": "ada@example.com"},
+            "subscriptions": [
+                {
+                    "id": "newsletter",
+                    "name": "Newsletter",
+                    "kind": "DIGITAL_MESSAGE",
+                    "subscribed": True,
+                }
+            ],
+        },
+    },
+    {
+        "externalId": "demo-2",
+        "base": {
+            "firstName": "Alan",
+            "lastName": "Turing",
+            "contacts": {"email": "alan@example.com"},
+            "subscriptions": [
+                {
+                    "id": "newsletter",
+                    "name": "Newsletter",
+                    "kind": "DIGITAL_MESSAGE",
+                    "subscribed": False,
+                }
+            ],
+        },
+    },
+    {
+        "externalId": "demo-3",
+        "base": {
+            "firstName": "Grace",
+            "lastName": "Hopper",
+            "contacts": {"email": "grace@example.com"},
+        },
+        "tags": {"manual": ["vip"]},
+    },
 ]
 
 
@@ -61,7 +98,12 @@ def serve(
     db = database()
     db.migrate()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(db, settings), host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(
+        create_app(db, settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+    )
 
 
 @app.command()
@@ -78,7 +120,14 @@ def demo(as_json: JsonFlag = False) -> None:
     else:
         ws = workspaces.create_workspace(db, "demo")
         node = workspaces.create_node(db, ws.id, "main")
-        upsert_customers(db, ws.id, node.id, DEMO_CUSTOMERS, ctx=WriteContext(origin="demo"), mode=UpsertMode.REPLACE)
+        upsert_customers(
+            db,
+            ws.id,
+            node.id,
+            DEMO_CUSTOMERS,
+            ctx=WriteContext(origin="demo"),
+            mode=UpsertMode.REPLACE,
+        )
     tokens.revoke_token(db, ws.id, name="make-run")
     token, _ = tokens.create_token(db, ws.id, tokens.Role.ADMIN, "make-run")
     url = settings.effective_public_url()
@@ -88,10 +137,17 @@ def demo(as_json: JsonFlag = False) -> None:
         return
     out.print(f"contactsync is starting at [bold]{url}[/bold]", highlight=False)
     out.print(f"  workspace {ws.id}, node {node.id} ({node.name})", highlight=False)
-    out.print(f"  admin token: [bold]{token}[/bold]   (new at every start; the previous one is revoked)", highlight=False)
+    out.print(
+        f"  admin token: [bold]{token}[/bold]   (new at every start; the previous one is revoked)",
+        highlight=False,
+    )
     out.print("  try:", highlight=False)
-    out.print(f"    curl -H 'Authorization: Bearer {token}' '{url}/hub/v1/workspaces/{ws.id}/customers?nodeId={node.id}'",
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"    curl -H 'Authorization: Bearer {token}' "
+        f"'{url}/hub/v1/workspaces/{ws.id}/customers?nodeId={node.id}'",
+        highlight=False,
+        soft_wrap=True,
+    )
     out.print(f"  API reference: {url}/hub/v1/docs", highlight=False)
 
 
@@ -100,7 +156,11 @@ def demo(as_json: JsonFlag = False) -> None:
 def workspace_create(name: str, as_json: JsonFlag = False) -> None:
     """Create a workspace."""
     ws = workspaces.create_workspace(database(), name)
-    emit({"id": ws.id, "name": ws.name, **ws.matching_json()}, as_json, lambda v: out.print(f"workspace {v['id']} ({v['name']})"))
+    emit(
+        {"id": ws.id, "name": ws.name, **ws.matching_json()},
+        as_json,
+        lambda v: out.print(f"workspace {v['id']} ({v['name']})"),
+    )
 
 
 @workspace_app.command("list")
@@ -108,7 +168,12 @@ def workspace_create(name: str, as_json: JsonFlag = False) -> None:
 def workspace_list(as_json: JsonFlag = False) -> None:
     """List workspaces."""
     rows = [{"id": w.id, "name": w.name, **w.matching_json()} for w in workspaces.list_workspaces(database())]
-    emit(rows, as_json, lambda v: [out.print(f"{w['id']}  {w['name']}") for w in v])
+
+    def lines(rows: list[dict[str, Any]]) -> None:
+        for w in rows:
+            out.print(f"{w['id']}  {w['name']}", highlight=False)
+
+    emit(rows, as_json, lines)
 
 
 @token_app.command("create")
@@ -136,7 +201,15 @@ def token_list(workspace: WorkspaceOpt = None, as_json: JsonFlag = False) -> Non
     def table(rows: list[dict[str, Any]]) -> None:
         t = Table("id", "name", "role", "node", "prefix", "created", "revoked")
         for r in rows:
-            t.add_row(r["id"], r["name"], r["role"], r["nodeId"] or "", r["prefix"] + "…", r["createdAt"], r["revokedAt"] or "")
+            t.add_row(
+                r["id"],
+                r["name"],
+                r["role"],
+                r["nodeId"] or "",
+                r["prefix"] + "…",
+                r["createdAt"],
+                r["revokedAt"] or "",
+            )
         out.print(t)
 
     emit(rows, as_json, table)
@@ -152,6 +225,8 @@ def token_revoke(token_id: str, workspace: WorkspaceOpt = None) -> None:
 
 
 @app.command("errors")
-def errors_command(markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/errors.md.")] = True) -> None:
+def errors_command(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/errors.md.")] = True,
+) -> None:
     """Print the catalogue of error codes."""
     typer.echo(catalogue_markdown(), nl=False)

@@ -23,15 +23,23 @@ app.add_typer(customers_app, name="customers")
 @handles_errors
 def node_create(
     name: str,
-    kind: Annotated[NodeKind, typer.Option(help="standard, or aggregate (read-only union of --member nodes).")] = NodeKind.STANDARD,
-    member: Annotated[list[str] | None, typer.Option(help="Member node id of an aggregate node (repeat).")] = None,
+    kind: Annotated[
+        NodeKind, typer.Option(help="standard, or aggregate (read-only union of --member nodes).")
+    ] = NodeKind.STANDARD,
+    member: Annotated[
+        list[str] | None, typer.Option(help="Member node id of an aggregate node (repeat).")
+    ] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a node."""
     db = database()
     node = workspaces.create_node(db, workspace_id(db, workspace), name, kind=kind, members=member or [])
-    emit(node.as_json(), as_json, lambda v: out.print(f"node {v['id']} ({v['name']}, {v['kind']})", highlight=False))
+    emit(
+        node.as_json(),
+        as_json,
+        lambda v: out.print(f"node {v['id']} ({v['name']}, {v['kind']})", highlight=False),
+    )
 
 
 @node_app.command("list")
@@ -55,7 +63,11 @@ def node_list(workspace: WorkspaceOpt = None, as_json: JsonFlag = False) -> None
 def customers_get(customer_id: str, workspace: WorkspaceOpt = None, as_json: JsonFlag = False) -> None:
     """Show one customer."""
     db = database()
-    emit(customers.get(db, workspace_id(db, workspace), customer_id), as_json, lambda v: out.print_json(data=v))
+    emit(
+        customers.get(db, workspace_id(db, workspace), customer_id),
+        as_json,
+        lambda v: out.print_json(data=v),
+    )
 
 
 @customers_app.command("find")
@@ -72,20 +84,43 @@ def customers_find(
 ) -> None:
     """Find customers of a node by email, external id or query."""
     if email:
-        condition = {"type": "atomic", "attribute": "base.contacts.email", "operator": "EQUALS", "value": email}
-        query = orjson.dumps({"name": "q", "query": {"type": "simple", "are": {"condition": condition}}}).decode()
+        condition = {
+            "type": "atomic",
+            "attribute": "base.contacts.email",
+            "operator": "EQUALS",
+            "value": email,
+        }
+        query = orjson.dumps(
+            {"name": "q", "query": {"type": "simple", "are": {"condition": condition}}}
+        ).decode()
     db = database()
-    result = customers.list_page(db, workspace_id(db, workspace), node, external_id=external_id, query=query,
-                                 page=page, size=size)
+    result = customers.list_page(
+        db,
+        workspace_id(db, workspace),
+        node,
+        external_id=external_id,
+        query=query,
+        page=page,
+        size=size,
+    )
 
     def table(result: dict[str, Any]) -> None:
         t = Table("id", "email", "name", "externalId", "updated")
         for c in result["elements"]:
             base = c["base"]
             name = " ".join(x for x in (base.get("firstName"), base.get("lastName")) if x)
-            t.add_row(c["id"], base.get("contacts", {}).get("email", ""), name, c["externalId"] or "", c["updatedAt"])
+            t.add_row(
+                c["id"],
+                base.get("contacts", {}).get("email", ""),
+                name,
+                c["externalId"] or "",
+                c["updatedAt"],
+            )
         out.print(t)
         p = result["page"]
-        out.print(f"page {p['number']} of {p['totalPages']}, {p['totalElements']} customers", highlight=False)
+        out.print(
+            f"page {p['number']} of {p['totalPages']}, {p['totalElements']} customers",
+            highlight=False,
+        )
 
     emit(result, as_json, table)

@@ -55,7 +55,9 @@ class UpsertReport:
         return self.created + self.updated + self.unchanged + len(self.failed)
 
 
-def _batches(records: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[tuple[int, Mapping[str, Any]]]]:
+def _batches(
+    records: Iterable[Mapping[str, Any]], size: int
+) -> Iterator[list[tuple[int, Mapping[str, Any]]]]:
     it = enumerate(records)
     while batch := list(islice(it, size)):
         yield batch
@@ -88,7 +90,9 @@ def upsert_customers(
     return report
 
 
-def _parse(ws: Workspace, batch: list[tuple[int, Mapping[str, Any]]], report: UpsertReport) -> list[tuple[int, CustomerDoc, str | None]]:
+def _parse(
+    ws: Workspace, batch: list[tuple[int, Mapping[str, Any]]], report: UpsertReport
+) -> list[tuple[int, CustomerDoc, str | None]]:
     parsed: list[tuple[int, CustomerDoc, str | None]] = []
     first_seen: dict[str, int] = {}
     for index, record in batch:
@@ -102,7 +106,12 @@ def _parse(ws: Workspace, batch: list[tuple[int, Mapping[str, Any]]], report: Up
         if key is not None:
             if key in first_seen:
                 report.failed.append(
-                    RecordFailure(index, "E300", "", f"same customer as record {first_seen[key]} of this input")
+                    RecordFailure(
+                        index,
+                        "E300",
+                        "",
+                        f"same customer as record {first_seen[key]} of this input",
+                    )
                 )
                 continue
             first_seen[key] = index
@@ -122,7 +131,9 @@ def _upsert_batch(
     parsed = _parse(ws, batch, report)
     keys = [key for _, _, key in parsed if key is not None]
     with db.write() as conn:
-        existing = store.find_by_match_keys(conn, node.id, keys, with_data=mode == UpsertMode.MERGE) if keys else {}
+        existing = (
+            store.find_by_match_keys(conn, node.id, keys, with_data=mode == UpsertMode.MERGE) if keys else {}
+        )
         with_subs = [existing[k].id for _, d, k in parsed if d.subscriptions and k in existing]
         current_subs = sub_store.for_customers(conn, with_subs)
         at = now_ms()
@@ -134,8 +145,19 @@ def _upsert_batch(
         for index, doc, key in parsed:
             row = existing.get(key) if key is not None else None
             if row is not None and mode == UpsertMode.MERGE:
-                doc = parse_customer(merge_patch(body_of(row), {**doc.as_body(), "base": {
-                    **doc.data.get("base", {}), "subscriptions": doc.subscriptions}}), ws.extended_schema)
+                doc = parse_customer(
+                    merge_patch(
+                        body_of(row),
+                        {
+                            **doc.as_body(),
+                            "base": {
+                                **doc.data.get("base", {}),
+                                "subscriptions": doc.subscriptions,
+                            },
+                        },
+                    ),
+                    ws.extended_schema,
+                )
             data_json = doc.content_json()
             content_hash = doc.content_hash(data_json)
             customer_id = row.id if row is not None else new_id()
@@ -169,11 +191,18 @@ def _upsert_batch(
             else:
                 report.unchanged += 1
                 continue
-            journal_rows.append({
-                "workspace_id": ws.id, "node_id": node.id, "entity": "CUSTOMER", "entity_id": customer_id,
-                "operation": "CREATE" if row is None else "UPDATE", "origin": ctx.origin, "at": at,
-                "snapshot": None,
-            })
+            journal_rows.append(
+                {
+                    "workspace_id": ws.id,
+                    "node_id": node.id,
+                    "entity": "CUSTOMER",
+                    "entity_id": customer_id,
+                    "operation": "CREATE" if row is None else "UPDATE",
+                    "origin": ctx.origin,
+                    "at": at,
+                    "snapshot": None,
+                }
+            )
         store.insert_many(conn, inserts)
         store.update_many(conn, updates)
         for customer_id in touched:

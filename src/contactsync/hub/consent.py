@@ -107,7 +107,8 @@ def decide(current: Current | None, req: Request) -> Decision:
             return keep(Reason.UNCHANGED)
         if req.automatic and PRECEDENCE[req.status] < PRECEDENCE[cur]:
             return keep(Reason.KEPT_HIGHER_PRECEDENCE)
-        return move(req.status, Reason.OPTED_OUT, req.at)
+        # a late-arriving older opt-out never moves the barrier back
+        return move(req.status, Reason.OPTED_OUT, max(req.at, barrier or 0))
 
     lifts = _lifts_barrier(barrier, req)
     if req.status == Status.PENDING:

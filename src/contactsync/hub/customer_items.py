@@ -30,7 +30,12 @@ def _find_subscription(customer: dict[str, Any], sid: str) -> dict[str, Any]:
 
 
 def put_subscription(
-    db: Database, workspace_id: str, customer_id: str, item: Any, ctx: WriteContext = API, sid: str | None = None
+    db: Database,
+    workspace_id: str,
+    customer_id: str,
+    item: Any,
+    ctx: WriteContext = API,
+    sid: str | None = None,
 ) -> dict[str, Any]:
     """Create or change one subscription (consent rules apply); returns it as stored."""
     if isinstance(item, dict) and sid is not None:
@@ -66,12 +71,24 @@ def delete_subscription(
         customer_store.touch(conn, customer_id, at)
         journal.append(
             conn,
-            [{"workspace_id": workspace_id, "node_id": row.node_id, "entity": "CUSTOMER", "entity_id": customer_id,
-              "operation": "UPDATE", "origin": ctx.origin, "at": at, "snapshot": None}],
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "node_id": row.node_id,
+                    "entity": "CUSTOMER",
+                    "entity_id": customer_id,
+                    "operation": "UPDATE",
+                    "origin": ctx.origin,
+                    "at": at,
+                    "snapshot": None,
+                }
+            ],
         )
 
 
-def add_tag(db: Database, workspace_id: str, customer_id: str, tag: str, ctx: WriteContext = API) -> dict[str, Any]:
+def add_tag(
+    db: Database, workspace_id: str, customer_id: str, tag: str, ctx: WriteContext = API
+) -> dict[str, Any]:
     """Add a manual tag atomically (no read-modify-write race for the client)."""
     if not isinstance(tag, str) or not tag.strip():
         raise invalid([FieldProblem("tag", "a tag is a non-empty string")])
@@ -86,7 +103,9 @@ def add_tag(db: Database, workspace_id: str, customer_id: str, tag: str, ctx: Wr
     return dict(customers.update_with(db, workspace_id, customer_id, ctx, new_body)["tags"])
 
 
-def remove_tag(db: Database, workspace_id: str, customer_id: str, tag: str, ctx: WriteContext = API) -> dict[str, Any]:
+def remove_tag(
+    db: Database, workspace_id: str, customer_id: str, tag: str, ctx: WriteContext = API
+) -> dict[str, Any]:
     def new_body(row: Row[Any]) -> dict[str, Any]:
         body = customers.body_of(row)
         manual = body.setdefault("tags", {}).setdefault("manual", [])
@@ -104,8 +123,15 @@ def _check_kind(kind: str) -> None:
 
 
 def put_item(
-    db: Database, workspace_id: str, customer_id: str, kind: str, item: Any, *, item_id: str | None = None,
-    create: bool, ctx: WriteContext = API,
+    db: Database,
+    workspace_id: str,
+    customer_id: str,
+    kind: str,
+    item: Any,
+    *,
+    item_id: str | None = None,
+    create: bool,
+    ctx: WriteContext = API,
 ) -> dict[str, Any]:
     """Add (``create``) or replace one education / like / job of ``base``."""
     _check_kind(kind)
@@ -140,7 +166,12 @@ def get_item(db: Database, workspace_id: str, customer_id: str, kind: str, item_
 
 
 def delete_item(
-    db: Database, workspace_id: str, customer_id: str, kind: str, item_id: str, ctx: WriteContext = API
+    db: Database,
+    workspace_id: str,
+    customer_id: str,
+    kind: str,
+    item_id: str,
+    ctx: WriteContext = API,
 ) -> None:
     _check_kind(kind)
 
@@ -167,7 +198,13 @@ def add_session(db: Database, workspace_id: str, customer_id: str, value: Any) -
             if row is None:
                 raise not_found("customer", customer_id)
             event_store.add_session(
-                conn, {"workspace_id": workspace_id, "value": value, "customer_id": customer_id, "created_at": now_ms()}
+                conn,
+                {
+                    "workspace_id": workspace_id,
+                    "value": value,
+                    "customer_id": customer_id,
+                    "created_at": now_ms(),
+                },
             )
             event_store.claim_session_events(conn, workspace_id, value, customer_id, row.node_id)
     except exc.IntegrityError:
@@ -178,7 +215,10 @@ def add_session(db: Database, workspace_id: str, customer_id: str, value: Any) -
 def list_sessions(db: Database, workspace_id: str, customer_id: str) -> list[dict[str, Any]]:
     customers.get(db, workspace_id, customer_id)
     with db.read() as conn:
-        return [{"value": r.value, "createdAt": format_time(r.created_at)} for r in event_store.list_sessions(conn, customer_id)]
+        return [
+            {"value": r.value, "createdAt": format_time(r.created_at)}
+            for r in event_store.list_sessions(conn, customer_id)
+        ]
 
 
 def delete_session(db: Database, workspace_id: str, customer_id: str, value: str) -> None:
@@ -186,5 +226,3 @@ def delete_session(db: Database, workspace_id: str, customer_id: str, value: str
         load_workspace(conn, workspace_id)
         if not event_store.delete_session(conn, customer_id, value):
             raise not_found("session", value)
-
-

@@ -30,9 +30,8 @@ from contactsync.hub.workspaces import (
     readable_node_ids,
     require_writable,
 )
-from contactsync.store import customer_query
+from contactsync.store import customer_query, journal
 from contactsync.store import customers as store
-from contactsync.store import journal
 from contactsync.store import subscriptions as sub_store
 from contactsync.store.db import Database
 
@@ -94,8 +93,15 @@ def _render_one(conn: Connection, row: Row[Any]) -> dict[str, Any]:
 # --- writes ----------------------------------------------------------------------------------
 
 
-def _journal_row(ws: Workspace, node_id: str, customer_id: str, op: str, ctx: WriteContext, at: int,
-                 snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+def _journal_row(
+    ws: Workspace,
+    node_id: str,
+    customer_id: str,
+    op: str,
+    ctx: WriteContext,
+    at: int,
+    snapshot: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "workspace_id": ws.id,
         "node_id": node_id,
@@ -143,7 +149,9 @@ def _write(
         store.update_many(conn, [values])
     sub_changed = False
     if doc.subscriptions:
-        current = {s.subscription_id: s for s in sub_store.for_customers(conn, [customer_id]).get(customer_id, [])}
+        current = {
+            s.subscription_id: s for s in sub_store.for_customers(conn, [customer_id]).get(customer_id, [])
+        }
         writes = subs.plan(customer_id, node.id, doc.subscriptions, current, ctx, at)
         writes.apply(conn)
         sub_changed = writes.changed
@@ -163,7 +171,9 @@ def _conflict(existing_id: str) -> ConflictError:
     )
 
 
-def _retry_on_race(db: Database, work: Callable[[Connection], T], node_id: str, key_of: Callable[[], str | None]) -> T:
+def _retry_on_race(
+    db: Database, work: Callable[[Connection], T], node_id: str, key_of: Callable[[], str | None]
+) -> T:
     """Run a write; if a concurrent create took the matching key first, answer 409 with its id."""
     try:
         with db.write() as conn:
@@ -177,7 +187,9 @@ def _retry_on_race(db: Database, work: Callable[[Connection], T], node_id: str, 
         raise _conflict(holder) from None
 
 
-def create(db: Database, workspace_id: str, body: Any, ctx: WriteContext = API) -> tuple[dict[str, Any], bool]:
+def create(
+    db: Database, workspace_id: str, body: Any, ctx: WriteContext = API
+) -> tuple[dict[str, Any], bool]:
     """Create a customer. Returns (customer, created); ``created`` is False when MERGE merged it."""
     if not isinstance(body, dict):
         raise invalid([FieldProblem("", "the body must be a JSON object")])
@@ -185,7 +197,9 @@ def create(db: Database, workspace_id: str, body: Any, ctx: WriteContext = API) 
     if not isinstance(node_id, str) or not node_id:
         raise invalid([FieldProblem("nodeId", "nodeId is required", "E206")])
     if not any(body.get(k) is not None for k in ("externalId", "base", "extended")):
-        raise invalid([FieldProblem("", "a customer needs at least one of externalId, base, extended", "E206")])
+        raise invalid(
+            [FieldProblem("", "a customer needs at least one of externalId, base, extended", "E206")]
+        )
     with db.read() as conn:
         ws = load_workspace(conn, workspace_id)
         node = load_node(conn, workspace_id, node_id)
@@ -220,17 +234,23 @@ def body_of(row: Row[Any]) -> dict[str, Any]:
 def _check_node(body: Mapping[str, Any], row: Row[Any]) -> None:
     node_id = body.get("nodeId")
     if node_id is not None and node_id != row.node_id:
-        raise invalid([FieldProblem("nodeId", "a customer cannot move to another node; create it there instead")])
+        raise invalid(
+            [FieldProblem("nodeId", "a customer cannot move to another node; create it there instead")]
+        )
 
 
-def replace(db: Database, workspace_id: str, customer_id: str, body: Any, ctx: WriteContext = API) -> dict[str, Any]:
+def replace(
+    db: Database, workspace_id: str, customer_id: str, body: Any, ctx: WriteContext = API
+) -> dict[str, Any]:
     """PUT: the customer becomes the body (properties not sent are removed)."""
     if not isinstance(body, dict):
         raise invalid([FieldProblem("", "the body must be a JSON object")])
     return update_with(db, workspace_id, customer_id, ctx, lambda _row: _writable(body), body)
 
 
-def patch(db: Database, workspace_id: str, customer_id: str, body: Any, ctx: WriteContext = API) -> dict[str, Any]:
+def patch(
+    db: Database, workspace_id: str, customer_id: str, body: Any, ctx: WriteContext = API
+) -> dict[str, Any]:
     """PATCH: JSON merge patch (null removes a property; lists are replaced whole)."""
     if not isinstance(body, dict):
         raise invalid([FieldProblem("", "the body must be a JSON object")])
@@ -317,7 +337,9 @@ def list_page(
     if not node_id:
         raise invalid([FieldProblem("nodeId", "nodeId is required", "E206")])
     if page < 0 or not 1 <= size <= max_size:
-        raise invalid([FieldProblem("size" if page >= 0 else "page", f"page must be ≥ 0 and size 1..{max_size}")])
+        raise invalid(
+            [FieldProblem("size" if page >= 0 else "page", f"page must be ≥ 0 and size 1..{max_size}")]
+        )
     conds: list[Condition] = []
     if external_id is not None:
         conds.append(Atomic("externalId", "EQUALS", external_id))
@@ -359,4 +381,3 @@ def consent_ledger(db: Database, workspace_id: str, customer_id: str) -> list[di
     with db.read() as conn:
         load_workspace(conn, workspace_id)
         return [subs.render_ledger(r) for r in sub_store.ledger(conn, customer_id)]
-

@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import fastjsonschema
 import orjson
 
 from contactsync.errors import FieldProblem, invalid
-from contactsync.hub.schema import SECTION_LIMIT, customer_schema, problem_from, validator_for
+from contactsync.hub.schema import SECTION_LIMIT, customer_validator, problem_from
 
-EMAIL_RE = re.compile(r"^[^@\s\"(),:;<>\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+EMAIL_RE = re.compile(
+    r"^[^@\s\"(),:;<>\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 KEY_SEPARATOR = "\x1f"
 
 
@@ -36,11 +39,15 @@ class CustomerDoc:
     def content_hash(self, data_json: bytes | None = None) -> str:
         body = data_json if data_json is not None else self.content_json()
         head = f"{self.external_id or ''}{KEY_SEPARATOR}{int(self.enabled)}{KEY_SEPARATOR}".encode()
-        return hashlib.blake2b(head + body, digest_size=16).hexdigest()
+        return hashlib.md5(head + body, usedforsecurity=False).hexdigest()  # change detection only
 
     def as_body(self) -> dict[str, Any]:
         """The document in request-body shape (for merging a PATCH onto it)."""
-        body: dict[str, Any] = {**self.data, "externalId": self.external_id, "enabled": self.enabled}
+        body: dict[str, Any] = {
+            **self.data,
+            "externalId": self.external_id,
+            "enabled": self.enabled,
+        }
         return body
 
 
@@ -55,13 +62,14 @@ def prune_nulls(value: Any) -> Any:
         for k, v in value.items():
             if v is None:
                 continue
-            v = prune_nulls(v)
-            if isinstance(v, dict) and not v:
-                continue
+            if isinstance(v, (dict, list)):
+                v = prune_nulls(v)
+                if not v and isinstance(v, dict):
+                    continue
             out[k] = v
         return out
     if isinstance(value, list):
-        return [prune_nulls(v) for v in value]
+        return [prune_nulls(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 
@@ -71,8 +79,9 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_patch(out[key], value)
+        elif isinstance(value, dict):  # RFC 7396: merge onto {} when the target is no object
+            current = out.get(key)
+            out[key] = merge_patch(current if isinstance(current, dict) else {}, value)
         else:
             out[key] = value
     return out
@@ -82,18 +91,21 @@ def parse_customer(body: Any, extended_schema: dict[str, Any]) -> CustomerDoc:
     """Validate a customer body and normalise it; raise InputError listing what is wrong."""
     if not isinstance(body, dict):
         raise invalid([FieldProblem("", "the body must be a JSON object")])
-    problems: list[FieldProblem] = []
-    for section in ("base", "extended", "extra"):
-        value = body.get(section)
-        if value is not None and len(orjson.dumps(value)) > SECTION_LIMIT:
-            problems.append(FieldProblem(section, f"larger than {SECTION_LIMIT // 1024} KB", "E204"))
-    if problems:
-        raise invalid(problems)
     try:
-        validator_for(customer_schema(extended_schema))(body)
-    except Exception as e:  # fastjsonschema.JsonSchemaValueException
-        if not hasattr(e, "rule"):
-            raise
+        dumped = orjson.dumps(body)
+    except TypeError as e:  # e.g. an integer beyond 64 bits
+        raise invalid([FieldProblem("", f"a value cannot be stored: {e}", "E203")]) from None
+    if len(dumped) > SECTION_LIMIT:  # only then can one section be too large
+        problems = [
+            FieldProblem(section, f"larger than {SECTION_LIMIT // 1024} KB", "E204")
+            for section in ("base", "extended", "extra")
+            if body.get(section) is not None and len(orjson.dumps(body[section])) > SECTION_LIMIT
+        ]
+        if problems:
+            raise invalid(problems)
+    try:
+        customer_validator(extended_schema)(body)
+    except fastjsonschema.JsonSchemaValueException as e:
         raise invalid([problem_from(e)]) from None
 
     base = dict(body.get("base") or {})
@@ -102,18 +114,20 @@ def parse_customer(body: Any, extended_schema: dict[str, Any]) -> CustomerDoc:
     if isinstance(contacts, dict) and isinstance(contacts.get("email"), str):
         email = normalise_email(contacts["email"])
         if not EMAIL_RE.match(email):
-            raise invalid([FieldProblem("base.contacts.email", f"{email!r} is not a valid email address", "E201")])
+            raise invalid(
+                [FieldProblem("base.contacts.email", f"{email!r} is not a valid email address", "E201")]
+            )
         base["contacts"] = {**contacts, "email": email}
     _check_unique_ids(subscriptions or [], "base.subscriptions")
-    data = prune_nulls(
-        {
-            "base": base,
-            "extended": body.get("extended"),
-            "extra": body.get("extra"),
-            "tags": body.get("tags"),
-            "consents": body.get("consents"),
-        }
-    )
+    data: dict[str, Any] = {
+        "base": base,
+        "extended": body.get("extended"),
+        "extra": body.get("extra"),
+        "tags": body.get("tags"),
+        "consents": body.get("consents"),
+    }
+    # prune only when the body has a null somewhere (the common bulk record has none)
+    data = prune_nulls(data) if b"null" in dumped else {k: v for k, v in data.items() if v is not None}
     tags = data.setdefault("tags", {})
     tags.setdefault("auto", [])
     tags.setdefault("manual", [])

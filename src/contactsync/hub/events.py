@@ -12,30 +12,99 @@ from contactsync.hub.context import API, WriteContext
 from contactsync.hub.ids import new_id
 from contactsync.hub.schema import SECTION_LIMIT
 from contactsync.hub.times import format_time, now_ms, parse_time
-from contactsync.hub.workspaces import load_node, load_workspace, readable_node_ids, require_writable
+from contactsync.hub.workspaces import (
+    load_node,
+    load_workspace,
+    readable_node_ids,
+    require_writable,
+)
 from contactsync.store import customers as customer_store
 from contactsync.store import events as store
 from contactsync.store import journal
 from contactsync.store.db import Database
 
 CONTEXTS = frozenset(
-    "WEB MOBILE ECOMMERCE RETAIL SOCIAL DIGITAL_CAMPAIGN CONTACT_CENTER IOT OTHER".split()
+    [
+        "WEB",
+        "MOBILE",
+        "ECOMMERCE",
+        "RETAIL",
+        "SOCIAL",
+        "DIGITAL_CAMPAIGN",
+        "CONTACT_CENTER",
+        "IOT",
+        "OTHER",
+    ]
 )
 PASSIVE_TYPES = frozenset(
-    "campaignBlacklisted campaignBounced campaignLinkClicked campaignMarkedSpam campaignOpened "
-    "campaignSent campaignSubscribed campaignUnsubscribed campaignOptinRequested eventInvited "
-    "eventNotInvited eventEligible".split()
+    [
+        "campaignBlacklisted",
+        "campaignBounced",
+        "campaignLinkClicked",
+        "campaignMarkedSpam",
+        "campaignOpened",
+        "campaignSent",
+        "campaignSubscribed",
+        "campaignUnsubscribed",
+        "campaignOptinRequested",
+        "eventInvited",
+        "eventNotInvited",
+        "eventEligible",
+    ]
 )
 ACTIVE_TYPES = frozenset(
-    "abandonedCart abandonedSession addedCompare addedProduct addedReward addedWishlist changedSetting "
-    "clickedLink closedTicket completedOrder eventConfirmed eventDeclined eventNoShow eventParticipated "
-    "eventRegistered formCompiled genericActiveEvent genericPassiveEvent grantedCoupon loggedIn loggedOut "
-    "openedTicket orderShipped removedCompare removedProduct removedReward removedWishlist repliedTicket "
-    "reviewedProduct searched serviceSubscribed serviceUnsubscribed viewedPage viewedProduct "
-    "viewedProductCategory".split()
+    [
+        "abandonedCart",
+        "abandonedSession",
+        "addedCompare",
+        "addedProduct",
+        "addedReward",
+        "addedWishlist",
+        "changedSetting",
+        "clickedLink",
+        "closedTicket",
+        "completedOrder",
+        "eventConfirmed",
+        "eventDeclined",
+        "eventNoShow",
+        "eventParticipated",
+        "eventRegistered",
+        "formCompiled",
+        "genericActiveEvent",
+        "genericPassiveEvent",
+        "grantedCoupon",
+        "loggedIn",
+        "loggedOut",
+        "openedTicket",
+        "orderShipped",
+        "removedCompare",
+        "removedProduct",
+        "removedReward",
+        "removedWishlist",
+        "repliedTicket",
+        "reviewedProduct",
+        "searched",
+        "serviceSubscribed",
+        "serviceUnsubscribed",
+        "viewedPage",
+        "viewedProduct",
+        "viewedProductCategory",
+    ]
 )
 EVENT_TYPES = PASSIVE_TYPES | ACTIVE_TYPES
-_FIELDS = {"type", "context", "properties", "customerId", "bringBackProperties", "date", "contextInfo", "tracking", "id", "mode", "registeredAt"}
+_FIELDS = {
+    "type",
+    "context",
+    "properties",
+    "customerId",
+    "bringBackProperties",
+    "date",
+    "contextInfo",
+    "tracking",
+    "id",
+    "mode",
+    "registeredAt",
+}
 
 
 def _check(body: Any) -> dict[str, Any]:
@@ -61,7 +130,9 @@ def _check(body: Any) -> dict[str, Any]:
     return body
 
 
-def _resolve_customer(conn: Connection, workspace_id: str, body: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+def _resolve_customer(
+    conn: Connection, workspace_id: str, body: dict[str, Any]
+) -> tuple[str | None, str | None, str | None]:
     """(customer id, node id, session id) of an event."""
     if body.get("customerId"):
         row = customer_store.get(conn, workspace_id, body["customerId"])
@@ -71,7 +142,15 @@ def _resolve_customer(conn: Connection, workspace_id: str, body: dict[str, Any])
     bring = body["bringBackProperties"]
     kind, value, node_id = bring.get("type"), bring.get("value"), bring.get("nodeId")
     if kind not in {"SESSION_ID", "EXTERNAL_ID"} or not isinstance(value, str) or not value:
-        raise invalid([FieldProblem("bringBackProperties", "needs type SESSION_ID or EXTERNAL_ID and a value", "E203")])
+        raise invalid(
+            [
+                FieldProblem(
+                    "bringBackProperties",
+                    "needs type SESSION_ID or EXTERNAL_ID and a value",
+                    "E203",
+                )
+            ]
+        )
     if not isinstance(node_id, str):
         raise invalid([FieldProblem("bringBackProperties.nodeId", "nodeId is required", "E206")])
     node = load_node(conn, workspace_id, node_id)
@@ -81,7 +160,15 @@ def _resolve_customer(conn: Connection, workspace_id: str, body: dict[str, Any])
     found = customer_store.find_by_external_id(conn, readable_node_ids(node), value)
     if found is not None:
         return found.id, found.node_id, None
-    raise invalid([FieldProblem("bringBackProperties.value", f"no customer with externalId {value!r} in the node", "E203")])
+    raise invalid(
+        [
+            FieldProblem(
+                "bringBackProperties.value",
+                f"no customer with externalId {value!r} in the node",
+                "E203",
+            )
+        ]
+    )
 
 
 def _event_row(body: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +176,11 @@ def _event_row(body: dict[str, Any]) -> dict[str, Any]:
         date = parse_time(body["date"]) if body.get("date") else now_ms()
     except ValueError:
         raise invalid([FieldProblem("date", "not a date-time", "E203")]) from None
-    data = {k: body.get(k) for k in ("properties", "contextInfo", "tracking", "bringBackProperties") if body.get(k) is not None}
+    data = {
+        k: body.get(k)
+        for k in ("properties", "contextInfo", "tracking", "bringBackProperties")
+        if body.get(k) is not None
+    }
     return {
         "type": body["type"],
         "context": body["context"],
@@ -108,16 +199,44 @@ def post_event(db: Database, workspace_id: str, body: Any, ctx: WriteContext = A
         if node_id:
             require_writable(load_node(conn, workspace_id, node_id))
         at = now_ms()
-        row = {**values, "id": new_id(), "workspace_id": workspace_id, "node_id": node_id,
-               "customer_id": customer_id, "session_id": session_id, "registered_at": at}
+        row = {
+            **values,
+            "id": new_id(),
+            "workspace_id": workspace_id,
+            "node_id": node_id,
+            "customer_id": customer_id,
+            "session_id": session_id,
+            "registered_at": at,
+        }
         store.insert(conn, row)
         _journal(conn, workspace_id, node_id, row["id"], "CREATE", ctx, at)
     return {"id": row["id"]}
 
 
-def _journal(conn: Connection, workspace_id: str, node_id: str | None, event_id: str, op: str, ctx: WriteContext, at: int) -> None:
-    journal.append(conn, [{"workspace_id": workspace_id, "node_id": node_id or "", "entity": "EVENT",
-                           "entity_id": event_id, "operation": op, "origin": ctx.origin, "at": at, "snapshot": None}])
+def _journal(
+    conn: Connection,
+    workspace_id: str,
+    node_id: str | None,
+    event_id: str,
+    op: str,
+    ctx: WriteContext,
+    at: int,
+) -> None:
+    journal.append(
+        conn,
+        [
+            {
+                "workspace_id": workspace_id,
+                "node_id": node_id or "",
+                "entity": "EVENT",
+                "entity_id": event_id,
+                "operation": op,
+                "origin": ctx.origin,
+                "at": at,
+                "snapshot": None,
+            }
+        ],
+    )
 
 
 def render(row: Row[Any]) -> dict[str, Any]:
@@ -145,7 +264,9 @@ def get_event(db: Database, workspace_id: str, event_id: str) -> dict[str, Any]:
     return render(row)
 
 
-def replace_event(db: Database, workspace_id: str, event_id: str, body: Any, ctx: WriteContext = API) -> dict[str, Any]:
+def replace_event(
+    db: Database, workspace_id: str, event_id: str, body: Any, ctx: WriteContext = API
+) -> dict[str, Any]:
     event = _check(body)
     with db.write() as conn:
         row = store.get(conn, workspace_id, event_id)
@@ -190,11 +311,25 @@ def list_events(
         load_workspace(conn, workspace_id)
         node_ids = readable_node_ids(load_node(conn, workspace_id, node_id)) if node_id else None
         rows, total = store.list_page(
-            conn, workspace_id, customer_id=customer_id, node_ids=node_ids, types=types, contexts=contexts,
-            mode=mode, date_from=start, date_to=end, offset=page * size, limit=size,
+            conn,
+            workspace_id,
+            customer_id=customer_id,
+            node_ids=node_ids,
+            types=types,
+            contexts=contexts,
+            mode=mode,
+            date_from=start,
+            date_to=end,
+            offset=page * size,
+            limit=size,
         )
     return {
         "elements": [render(r) for r in rows],
-        "page": {"size": size, "totalElements": total, "totalUnfilteredElements": total,
-                 "totalPages": -(-total // size) if total else 0, "number": page},
+        "page": {
+            "size": size,
+            "totalElements": total,
+            "totalUnfilteredElements": total,
+            "totalPages": -(-total // size) if total else 0,
+            "number": page,
+        },
     }

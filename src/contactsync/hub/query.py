@@ -64,7 +64,7 @@ def parse_query(text: str) -> Condition:
 
 
 def _bad(path: str, message: str) -> Exception:
-    return invalid([FieldProblem(path or "query", message, "E205")])
+    return invalid([FieldProblem(path.lstrip(".") or "query", message, "E205")])
 
 
 def _query(q: Any, path: str) -> Condition:
@@ -73,7 +73,10 @@ def _query(q: Any, path: str) -> Condition:
     kind = q.get("type")
     if kind == "simple":
         if "did" in q:
-            raise _bad(f"{path}.did", "event conditions (`did`) are not supported; filter events with GET /events")
+            raise _bad(
+                f"{path}.did",
+                "event conditions (`did`) are not supported; filter events with GET /events",
+            )
         are = q.get("are")
         if not isinstance(are, dict) or "condition" not in are:
             raise _bad(f"{path}.are", "a simple query needs `are.condition`")
@@ -117,7 +120,10 @@ def _atomic(c: dict[str, Any], path: str) -> Atomic:
     if not isinstance(attribute, str) or not _known_attribute(attribute):
         raise _bad(f"{path}.attribute", f"unknown attribute {attribute!r}")
     if operator not in OPERATORS:
-        raise _bad(f"{path}.operator", f"unknown operator {operator!r}; use one of {', '.join(sorted(OPERATORS))}")
+        raise _bad(
+            f"{path}.operator",
+            f"unknown operator {operator!r}; use one of {', '.join(sorted(OPERATORS))}",
+        )
     if attribute in ARRAY_ATTRIBUTES and operator not in ARRAY_OPERATORS:
         raise _bad(f"{path}.operator", f"{operator} is not available on {attribute}")
     if attribute == "base.subscriptions.subscribed":
@@ -173,5 +179,7 @@ def parse_sort(text: str | None) -> Sort | None:
     if direction not in {"asc", "desc"} or not (
         field in COLUMN_ATTRIBUTES or (_PATH.match(field) and field != "extra")
     ):
-        raise invalid([FieldProblem("sort", f"cannot sort by {text!r}; use e.g. `registeredAt,desc`", "E200")])
+        raise invalid(
+            [FieldProblem("sort", f"cannot sort by {text!r}; use e.g. `registeredAt,desc`", "E200")]
+        )
     return Sort(field, direction == "desc")

@@ -56,9 +56,7 @@ CONSENTS_SCHEMA = _obj(
         "marketing": _obj(
             {
                 "traditional": _obj({k: _CONSENT_LEAF for k in ("telephonic", "papery")}),
-                "automatic": _obj(
-                    {k: _CONSENT_LEAF for k in ("sms", "email", "push", "im", "telephonic")}
-                ),
+                "automatic": _obj({k: _CONSENT_LEAF for k in ("sms", "email", "push", "im", "telephonic")}),
             }
         ),
         "profiling": _obj({k: _CONSENT_LEAF for k in ("classic", "online")}),
@@ -145,9 +143,7 @@ BASE_SCHEMA = _obj(
         "educations": _items(
             {
                 "id": {"type": "string"},
-                "schoolType": _enum(
-                    "PRIMARY_SCHOOL", "SECONDARY_SCHOOL", "HIGH_SCHOOL", "COLLEGE", "OTHER"
-                ),
+                "schoolType": _enum("PRIMARY_SCHOOL", "SECONDARY_SCHOOL", "HIGH_SCHOOL", "COLLEGE", "OTHER"),
                 "schoolName": _str(),
                 "schoolConcentration": _str(),
                 "startYear": {"type": ["integer", "null"]},
@@ -157,7 +153,12 @@ BASE_SCHEMA = _obj(
             required=["id"],
         ),
         "likes": _items(
-            {"id": {"type": "string"}, "category": _str(), "name": _str(), "createdTime": _DATE_TIME},
+            {
+                "id": {"type": "string"},
+                "category": _str(),
+                "name": _str(),
+                "createdTime": _DATE_TIME,
+            },
             required=["id"],
         ),
         "socialProfile": _obj(
@@ -187,7 +188,11 @@ TAGS_SCHEMA = _obj(
 )
 
 #: The default extended-properties schema of a new workspace: no extended properties yet.
-EMPTY_EXTENDED_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+EMPTY_EXTENDED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {},
+}
 
 _READ_ONLY = {"type": ["string", "null"]}
 
@@ -218,7 +223,15 @@ def customer_schema(extended: dict[str, Any]) -> dict[str, Any]:
 
 Validator = Callable[[Any], Any]
 
-_FORMATS = {"date-time": re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)?$")}
+_DATE_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)?$")
+
+
+def _is_date_time(value: Any) -> bool:
+    """Contacthub writes ``+0000`` (no colon), which strict RFC 3339 refuses: accept both."""
+    return not isinstance(value, str) or bool(_DATE_TIME_RE.match(value))
+
+
+_FORMATS: dict[str, Callable[[Any], bool]] = {"date-time": _is_date_time}
 
 
 @lru_cache(maxsize=64)
@@ -231,6 +244,16 @@ def validator_for(schema: dict[str, Any]) -> Validator:
     return _compile(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
 
 
+@lru_cache(maxsize=64)
+def _customer_validator(extended_json: bytes) -> Validator:
+    return validator_for(customer_schema(orjson.loads(extended_json)))
+
+
+def customer_validator(extended: dict[str, Any]) -> Validator:
+    """The validator of customer bodies for a workspace's extended schema (compiled once)."""
+    return _customer_validator(orjson.dumps(extended, option=orjson.OPT_SORT_KEYS))
+
+
 def check_extended_schema(schema: Any) -> None:
     """Refuse an extended-properties schema that is not a usable JSON Schema object."""
     problems: list[FieldProblem] = []
@@ -238,7 +261,7 @@ def check_extended_schema(schema: Any) -> None:
         problems.append(FieldProblem("", "the extended schema must be a JSON Schema of type object"))
     else:
         try:
-            validator_for(customer_schema(schema))
+            customer_validator(schema)
         except fastjsonschema.JsonSchemaDefinitionException as e:
             problems.append(FieldProblem("", f"not a valid JSON Schema: {e}"))
     if problems:

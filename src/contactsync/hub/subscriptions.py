@@ -103,7 +103,9 @@ def plan(
                 values.update(status=row.status, reason=row.reason, opted_out_at=row.opted_out_at)
             out.updates.append(values)
         if decision.changed or decision.refused:
-            out.ledger.append(_ledger_row(customer_id, sid, row, requested, decision, reason, ctx, evidence, item, at))
+            out.ledger.append(
+                _ledger_row(customer_id, sid, row, requested, decision, reason, ctx, evidence, item, at)
+            )
         if decision.refused:
             out.refused.append(sid)
     return out

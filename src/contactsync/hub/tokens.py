@@ -15,7 +15,7 @@ from contactsync.hub.workspaces import load_node, load_workspace
 from contactsync.store import tokens as store
 from contactsync.store.db import Database
 
-TOKEN_PREFIX = "cs_"
+TOKEN_PREFIX = "cs_"  # noqa: S105 - a prefix, not a secret
 
 
 class Role(StrEnum):
@@ -84,7 +84,9 @@ def authenticate(db: Database, token: str | None) -> Principal:
     with db.read() as conn:
         row = store.find_active(conn, _hash(token))
     if row is None:
-        raise AuthError("The client is not authorized to access the API: unknown or revoked token", code="E110")
+        raise AuthError(
+            "The client is not authorized to access the API: unknown or revoked token", code="E110"
+        )
     return Principal(row.id, row.workspace_id, Role(row.role), row.node_id, row.name)
 
 
@@ -93,7 +95,9 @@ def list_tokens(db: Database, workspace_id: str) -> list[dict[str, Any]]:
         return [_describe(r) for r in store.list_all(conn, workspace_id)]
 
 
-def revoke_token(db: Database, workspace_id: str, *, token_id: str | None = None, name: str | None = None) -> int:
+def revoke_token(
+    db: Database, workspace_id: str, *, token_id: str | None = None, name: str | None = None
+) -> int:
     with db.write() as conn:
         count = store.revoke(conn, workspace_id, token_id=token_id, name=name, at=now_ms())
     if token_id and not count:

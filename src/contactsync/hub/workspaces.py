@@ -10,7 +10,14 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Connection, Row
 
-from contactsync.errors import ConfigError, ConflictError, FieldProblem, ReadOnlyError, invalid, not_found
+from contactsync.errors import (
+    ConfigError,
+    ConflictError,
+    FieldProblem,
+    ReadOnlyError,
+    invalid,
+    not_found,
+)
 from contactsync.hub.document import CustomerDoc, match_key
 from contactsync.hub.ids import new_id
 from contactsync.hub.schema import EMPTY_EXTENDED_SCHEMA, check_extended_schema
@@ -32,9 +39,11 @@ class NodeKind(StrEnum):
 
 
 DEFAULT_MATCHING = ("base.contacts.email",)
-MATCHABLE = {"externalId"} | {f"base.{p}" for p in ("firstName", "lastName", "dob")} | {
-    f"base.contacts.{p}" for p in ("email", "mobilePhone", "phone")
-}
+MATCHABLE = (
+    {"externalId"}
+    | {f"base.{p}" for p in ("firstName", "lastName", "dob")}
+    | {f"base.contacts.{p}" for p in ("email", "mobilePhone", "phone")}
+)
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,9 @@ def create_node(
         for i, member in enumerate(members):
             found = store.get_node(conn, workspace_id, member)
             if found is None or found.kind != NodeKind.STANDARD:
-                raise invalid([FieldProblem(f"members.{i}", f"{member} is not a standard node of this workspace")])
+                raise invalid(
+                    [FieldProblem(f"members.{i}", f"{member} is not a standard node of this workspace")]
+                )
         row = {
             "id": node_id or new_id(),
             "workspace_id": workspace_id,

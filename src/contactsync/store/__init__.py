@@ -1,1 +1,1 @@
-"""Storage: SQLAlchemy Core tables, named queries and Alembic migrations. Only this package issues SQL."""
+"""Storage: SQLAlchemy Core tables, named queries, Alembic migrations. Only this package issues SQL."""

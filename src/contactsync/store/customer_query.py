@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from contactsync.hub.query import ARRAY_ATTRIBUTES, Atomic, Condition, Group, Sort
+from contactsync.hub.query import ARRAY_ATTRIBUTES, Atomic, Condition, Sort
 from contactsync.store.tables import customers, subscriptions
 
 _COLUMNS: dict[str, Any] = {
@@ -56,14 +56,17 @@ def _compare(expr: Any, op: str, value: Any, wrap: Any) -> ColumnElement[bool]:
     if op == "BETWEEN":
         return sa.and_(expr >= wrap(value[0]), expr <= wrap(value[1]))
     v = wrap(value)
-    return {  # type: ignore[no-any-return]
-        "EQUALS": lambda: expr == v,
-        "NOT_EQUALS": lambda: sa.or_(expr != v, expr.is_(None)),
-        "GT": lambda: expr > v,
-        "GTE": lambda: expr >= v,
-        "LT": lambda: expr < v,
-        "LTE": lambda: expr <= v,
-    }[op]()
+    if op == "EQUALS":
+        return expr == v  # type: ignore[no-any-return]
+    if op == "NOT_EQUALS":
+        return sa.or_(expr != v, expr.is_(None))
+    if op == "GT":
+        return expr > v  # type: ignore[no-any-return]
+    if op == "GTE":
+        return expr >= v  # type: ignore[no-any-return]
+    if op == "LT":
+        return expr < v  # type: ignore[no-any-return]
+    return expr <= v  # type: ignore[no-any-return]
 
 
 def _atomic(cond: Atomic, dialect: str) -> ColumnElement[bool]:
@@ -72,6 +75,7 @@ def _atomic(cond: Atomic, dialect: str) -> ColumnElement[bool]:
     parts = cond.attribute.split(".")
     if cond.attribute in ARRAY_ATTRIBUTES:
         return _array(parts, cond, dialect)
+    expr: Any
     if dialect == "postgresql":
         expr = customers.c.data.op("#>")(_pg_path(parts))
         return _compare(expr, cond.operator, cond.value, _jsonb)

@@ -14,9 +14,33 @@ from contactsync.store.tables import customers, events, sessions, subscriptions
 _UPDATABLE = ("external_id", "match_key", "enabled", "updated_at", "content_hash", "data")
 
 
+_INSERT_COLUMNS = (
+    "id",
+    "workspace_id",
+    "node_id",
+    "external_id",
+    "match_key",
+    "enabled",
+    "registered_at",
+    "updated_at",
+    "content_hash",
+    "data",
+)
+
+
+def _insert_sql(dialect: str) -> str:
+    marks = ["%s"] * len(_INSERT_COLUMNS) if dialect == "postgresql" else ["?"] * len(_INSERT_COLUMNS)
+    if dialect == "postgresql":
+        marks[-1] = "CAST(%s AS JSONB)"
+    columns = ", ".join(_INSERT_COLUMNS)
+    return f"INSERT INTO customers ({columns}) VALUES ({', '.join(marks)})"  # noqa: S608 - constants
+
+
 def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert customers in one driver-level executemany (the bulk path's hot spot)."""
     if rows:
-        conn.execute(customers.insert(), list(rows))
+        params = [tuple(r[c] for c in _INSERT_COLUMNS) for r in rows]
+        conn.exec_driver_sql(_insert_sql(conn.dialect.name), params)
 
 
 def update_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -35,7 +59,9 @@ def touch(conn: Connection, customer_id: str, updated_at: int) -> None:
     conn.execute(customers.update().where(customers.c.id == customer_id).values(updated_at=updated_at))
 
 
-def get(conn: Connection, workspace_id: str, customer_id: str, *, for_update: bool = False) -> Row[Any] | None:
+def get(
+    conn: Connection, workspace_id: str, customer_id: str, *, for_update: bool = False
+) -> Row[Any] | None:
     query = sa.select(customers).where(
         customers.c.workspace_id == workspace_id, customers.c.id == customer_id
     )
@@ -53,12 +79,15 @@ def find_by_match_keys(
     conn: Connection, node_id: str, keys: Iterable[str], *, with_data: bool = False
 ) -> dict[str, Row[Any]]:
     """Existing customers of a node by matching key: id, content hash (and data)."""
-    cols = [customers.c.id, customers.c.match_key, customers.c.content_hash, customers.c.registered_at]
+    cols = [
+        customers.c.id,
+        customers.c.match_key,
+        customers.c.content_hash,
+        customers.c.registered_at,
+    ]
     if with_data:
         cols += [customers.c.data, customers.c.external_id, customers.c.enabled]
-    query = sa.select(*cols).where(
-        customers.c.node_id == node_id, customers.c.match_key.in_(list(keys))
-    )
+    query = sa.select(*cols).where(customers.c.node_id == node_id, customers.c.match_key.in_(list(keys)))
     return {row.match_key: row for row in conn.execute(query)}
 
 
@@ -94,16 +123,22 @@ def list_page(
 def rekey(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Set new matching keys (after a change of the matching policy)."""
     if rows:
-        stmt = customers.update().where(customers.c.id == sa.bindparam("_id")).values(match_key=sa.bindparam("key"))
+        stmt = (
+            customers.update()
+            .where(customers.c.id == sa.bindparam("_id"))
+            .values(match_key=sa.bindparam("key"))
+        )
         conn.execute(stmt, list(rows))
 
 
 def iter_workspace(conn: Connection, workspace_id: str) -> Iterable[Row[Any]]:
     query = sa.select(customers.c.id, customers.c.node_id, customers.c.external_id, customers.c.data)
-    return conn.execution_options(yield_per=5000).execute(query.where(customers.c.workspace_id == workspace_id))
+    return conn.execution_options(yield_per=5000).execute(
+        query.where(customers.c.workspace_id == workspace_id)
+    )
 
 
-def find_by_external_id(conn: Connection, node_ids: Sequence[str], external_id: str) -> Row[Any] | None:
+def find_by_external_id(conn: Connection, node_ids: Sequence[str], external_id: str) -> Any:
     query = (
         sa.select(customers.c.id, customers.c.node_id)
         .where(customers.c.node_id.in_(list(node_ids)), customers.c.external_id == external_id)

@@ -86,11 +86,17 @@ def delete_session(conn: Connection, customer_id: str, value: str) -> int:
     return int(result.rowcount)
 
 
-def claim_session_events(conn: Connection, workspace_id: str, value: str, customer_id: str, node_id: str) -> int:
+def claim_session_events(
+    conn: Connection, workspace_id: str, value: str, customer_id: str, node_id: str
+) -> int:
     """Give the anonymous events of a session to the customer it now belongs to."""
     result = conn.execute(
         events.update()
-        .where(events.c.workspace_id == workspace_id, events.c.session_id == value, events.c.customer_id.is_(None))
+        .where(
+            events.c.workspace_id == workspace_id,
+            events.c.session_id == value,
+            events.c.customer_id.is_(None),
+        )
         .values(customer_id=customer_id, node_id=node_id)
     )
     return int(result.rowcount)

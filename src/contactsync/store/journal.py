@@ -10,10 +10,25 @@ from sqlalchemy.engine import Connection, Row
 
 from contactsync.store.tables import journal
 
+_COLUMNS = (
+    "workspace_id",
+    "node_id",
+    "entity",
+    "entity_id",
+    "operation",
+    "origin",
+    "at",
+    "snapshot",
+)
+
 
 def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Append journal entries (driver-level executemany: one per write on the bulk path)."""
     if rows:
-        conn.execute(journal.insert(), list(rows))
+        mark = "%s" if conn.dialect.name == "postgresql" else "?"
+        marks = ", ".join([mark] * len(_COLUMNS))
+        sql = f"INSERT INTO journal ({', '.join(_COLUMNS)}) VALUES ({marks})"  # noqa: S608 - constants
+        conn.exec_driver_sql(sql, [tuple(r[c] for c in _COLUMNS) for r in rows])
 
 
 def _scope(workspace_id: str, node_ids: Sequence[str] | None, entity: str | None) -> list[Any]:

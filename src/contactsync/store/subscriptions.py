@@ -20,7 +20,11 @@ def for_customers(conn: Connection, customer_ids: Sequence[str]) -> dict[str, li
         query = (
             sa.select(subscriptions)
             .where(subscriptions.c.customer_id.in_(list(customer_ids)))
-            .order_by(subscriptions.c.customer_id, subscriptions.c.registered_at, subscriptions.c.subscription_id)
+            .order_by(
+                subscriptions.c.customer_id,
+                subscriptions.c.registered_at,
+                subscriptions.c.subscription_id,
+            )
         )
         for row in conn.execute(query):
             out[row.customer_id].append(row)

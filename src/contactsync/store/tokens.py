@@ -31,8 +31,18 @@ def list_all(conn: Connection, workspace_id: str) -> Sequence[Row[Any]]:
     return conn.execute(query).all()
 
 
-def revoke(conn: Connection, workspace_id: str, *, token_id: str | None = None, name: str | None = None, at: int) -> int:
-    conds: list[Any] = [api_tokens.c.workspace_id == workspace_id, api_tokens.c.revoked_at.is_(None)]
+def revoke(
+    conn: Connection,
+    workspace_id: str,
+    *,
+    token_id: str | None = None,
+    name: str | None = None,
+    at: int,
+) -> int:
+    conds: list[Any] = [
+        api_tokens.c.workspace_id == workspace_id,
+        api_tokens.c.revoked_at.is_(None),
+    ]
     if token_id:
         conds.append(api_tokens.c.id == token_id)
     if name:

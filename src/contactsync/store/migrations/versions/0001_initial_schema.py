@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -64,12 +63,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
     )
     with op.batch_alter_table("customers", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_customers_node_id_external_id", ["node_id", "external_id"], unique=False
-        )
-        batch_op.create_index(
-            "uq_customers_node_id_match_key", ["node_id", "match_key"], unique=True
-        )
+        batch_op.create_index("ix_customers_node_id_external_id", ["node_id", "external_id"], unique=False)
+        batch_op.create_index("uq_customers_node_id_match_key", ["node_id", "match_key"], unique=True)
 
     op.create_table(
         "events",
@@ -108,8 +103,6 @@ def upgrade() -> None:
         sa.Column("snapshot", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_journal")),
     )
-    with op.batch_alter_table("journal", schema=None) as batch_op:
-        batch_op.create_index("ix_journal_node_id_seq", ["node_id", "seq"], unique=False)
 
     op.create_table(
         "sessions",
@@ -200,8 +193,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_sessions_customer_id")
 
     op.drop_table("sessions")
-    with op.batch_alter_table("journal", schema=None) as batch_op:
-        batch_op.drop_index("ix_journal_node_id_seq")
 
     op.drop_table("journal")
     with op.batch_alter_table("events", schema=None) as batch_op:
