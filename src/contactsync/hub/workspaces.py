@@ -176,11 +176,13 @@ def set_matching_policy(
 
 def _rekey(conn: Connection, ws: Workspace) -> None:
     seen: dict[tuple[str, str], str] = {}
-    rows = []
-    for r in customer_store.iter_workspace(conn, ws.id):
-        doc = CustomerDoc(r.external_id, True, orjson.loads(r.data), None)
-        key = ws.key_of(doc)
-        if key is not None:
+    ids: list[dict[str, Any]] = []
+    with customer_store.iter_workspace(conn, ws.id) as found:  # streamed; closed on error too
+        for r in found:
+            key = ws.key_of(CustomerDoc(r.external_id, True, orjson.loads(r.data), None))
+            ids.append({"_id": r.id, "key": None})
+            if key is None:
+                continue
             other = seen.setdefault((r.node_id, key), r.id)
             if other != r.id:
                 raise ConflictError(
@@ -189,9 +191,8 @@ def _rekey(conn: Connection, ws: Workspace) -> None:
                     code="E300",
                     data={"customer": {"id": other}},
                 )
-        rows.append({"_id": r.id, "key": None})
     # clear first so that swapping keys between customers cannot trip the unique index
-    customer_store.rekey(conn, rows)
+    customer_store.rekey(conn, ids)
     customer_store.rekey(conn, [{"_id": cid, "key": key} for (_, key), cid in seen.items()])
 
 

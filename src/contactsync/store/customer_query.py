@@ -111,7 +111,7 @@ def _contains_any(parts: list[str], values: Sequence[Any] | None, dialect: str) 
         arr = customers.c.data.op("#>")(_pg_path(parts))
         if values is None:
             return sa.func.coalesce(sa.func.jsonb_array_length(arr), 0) > 0
-        return sa.or_(*(arr.op("@>")(_jsonb([v])) for v in values))
+        return sa.or_(*(arr.op("@>", is_comparison=True)(_jsonb([v])) for v in values))
     each = sa.func.json_each(customers.c.data, "$." + ".".join(parts)).table_valued("value")
     inner = sa.select(sa.literal(1)).select_from(each)
     if values is not None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Result, Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from contactsync.store.tables import customers, events, sessions, subscriptions
@@ -131,11 +131,10 @@ def rekey(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(stmt, list(rows))
 
 
-def iter_workspace(conn: Connection, workspace_id: str) -> Iterable[Row[Any]]:
+def iter_workspace(conn: Connection, workspace_id: str) -> Result[Any]:
     query = sa.select(customers.c.id, customers.c.node_id, customers.c.external_id, customers.c.data)
-    return conn.execution_options(yield_per=5000).execute(
-        query.where(customers.c.workspace_id == workspace_id)
-    )
+    query = query.where(customers.c.workspace_id == workspace_id).execution_options(yield_per=5000)
+    return conn.execute(query)
 
 
 def find_by_external_id(conn: Connection, node_ids: Sequence[str], external_id: str) -> Any:
