@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,9 +30,6 @@ class Settings(BaseSettings):
 
     def effective_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
-
-    def var_dir(self) -> Path:
-        return Path("var")
 
 
 @lru_cache(maxsize=1)

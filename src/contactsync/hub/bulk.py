@@ -15,7 +15,7 @@ from typing import Any
 
 from contactsync.errors import FieldProblem, InputError
 from contactsync.hub import subscriptions as subs
-from contactsync.hub.context import WriteContext
+from contactsync.hub.context import WriteContext, journal_entry
 from contactsync.hub.customers import body_of
 from contactsync.hub.document import CustomerDoc, merge_patch, parse_customer
 from contactsync.hub.ids import new_id
@@ -191,18 +191,8 @@ def _upsert_batch(
             else:
                 report.unchanged += 1
                 continue
-            journal_rows.append(
-                {
-                    "workspace_id": ws.id,
-                    "node_id": node.id,
-                    "entity": "CUSTOMER",
-                    "entity_id": customer_id,
-                    "operation": "CREATE" if row is None else "UPDATE",
-                    "origin": ctx.origin,
-                    "at": at,
-                    "snapshot": None,
-                }
-            )
+            op = "CREATE" if row is None else "UPDATE"
+            journal_rows.append(journal_entry(ws.id, node.id, "CUSTOMER", customer_id, op, ctx, at))
         store.insert_many(conn, inserts)
         store.update_many(conn, updates)
         for customer_id in touched:

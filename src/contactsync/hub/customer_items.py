@@ -9,7 +9,7 @@ from sqlalchemy.engine import Row
 
 from contactsync.errors import ConflictError, FieldProblem, invalid, not_found
 from contactsync.hub import customers
-from contactsync.hub.context import API, WriteContext
+from contactsync.hub.context import API, WriteContext, journal_entry
 from contactsync.hub.schema import BASE_SCHEMA, SUBSCRIPTION_SCHEMA, validate
 from contactsync.hub.times import format_time, now_ms
 from contactsync.hub.workspaces import load_node, load_workspace, require_writable
@@ -69,21 +69,8 @@ def delete_subscription(
             raise not_found("subscription", sid)
         at = now_ms()
         customer_store.touch(conn, customer_id, at)
-        journal.append(
-            conn,
-            [
-                {
-                    "workspace_id": workspace_id,
-                    "node_id": row.node_id,
-                    "entity": "CUSTOMER",
-                    "entity_id": customer_id,
-                    "operation": "UPDATE",
-                    "origin": ctx.origin,
-                    "at": at,
-                    "snapshot": None,
-                }
-            ],
-        )
+        entry = journal_entry(workspace_id, row.node_id, "CUSTOMER", customer_id, "UPDATE", ctx, at)
+        journal.append(conn, [entry])
 
 
 def add_tag(

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Row
 
 from contactsync.errors import ConflictError, FieldProblem, invalid, not_found
 from contactsync.hub import subscriptions as subs
-from contactsync.hub.context import API, WriteContext
+from contactsync.hub.context import API, WriteContext, journal_entry
 from contactsync.hub.document import CustomerDoc, merge_patch, parse_customer
 from contactsync.hub.ids import new_id
 from contactsync.hub.query import Atomic, Condition, Group, parse_query, parse_sort
@@ -93,27 +93,6 @@ def _render_one(conn: Connection, row: Row[Any]) -> dict[str, Any]:
 # --- writes ----------------------------------------------------------------------------------
 
 
-def _journal_row(
-    ws: Workspace,
-    node_id: str,
-    customer_id: str,
-    op: str,
-    ctx: WriteContext,
-    at: int,
-    snapshot: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "workspace_id": ws.id,
-        "node_id": node_id,
-        "entity": "CUSTOMER",
-        "entity_id": customer_id,
-        "operation": op,
-        "origin": ctx.origin,
-        "at": at,
-        "snapshot": orjson.dumps(snapshot).decode() if snapshot is not None else None,
-    }
-
-
 def _write(
     conn: Connection,
     ws: Workspace,
@@ -159,7 +138,7 @@ def _write(
         store.touch(conn, customer_id, at)
     if existing is None or profile_changed or sub_changed:
         op = "CREATE" if existing is None else "UPDATE"
-        journal.append(conn, [_journal_row(ws, node.id, customer_id, op, ctx, at)])
+        journal.append(conn, [journal_entry(ws.id, node.id, "CUSTOMER", customer_id, op, ctx, at)])
     return customer_id
 
 
@@ -307,7 +286,10 @@ def delete(db: Database, workspace_id: str, customer_id: str, ctx: WriteContext 
         require_writable(load_node(conn, workspace_id, row.node_id))
         snapshot = _render_one(conn, row)
         store.delete(conn, customer_id)
-        journal.append(conn, [_journal_row(ws, row.node_id, customer_id, "DELETE", ctx, now_ms(), snapshot)])
+        journal.append(
+            conn,
+            [journal_entry(ws.id, row.node_id, "CUSTOMER", customer_id, "DELETE", ctx, now_ms(), snapshot)],
+        )
         return snapshot
 
 

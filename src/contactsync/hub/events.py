@@ -8,7 +8,7 @@ import orjson
 from sqlalchemy.engine import Connection, Row
 
 from contactsync.errors import FieldProblem, invalid, not_found
-from contactsync.hub.context import API, WriteContext
+from contactsync.hub.context import API, WriteContext, journal_entry
 from contactsync.hub.ids import new_id
 from contactsync.hub.schema import SECTION_LIMIT
 from contactsync.hub.times import format_time, now_ms, parse_time
@@ -222,21 +222,7 @@ def _journal(
     ctx: WriteContext,
     at: int,
 ) -> None:
-    journal.append(
-        conn,
-        [
-            {
-                "workspace_id": workspace_id,
-                "node_id": node_id or "",
-                "entity": "EVENT",
-                "entity_id": event_id,
-                "operation": op,
-                "origin": ctx.origin,
-                "at": at,
-                "snapshot": None,
-            }
-        ],
-    )
+    journal.append(conn, [journal_entry(workspace_id, node_id, "EVENT", event_id, op, ctx, at)])
 
 
 def render(row: Row[Any]) -> dict[str, Any]:
