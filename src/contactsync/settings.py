@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     default_page_size: int = Field(10, description="Customers per page when `size` is not given.")
     max_page_size: int = Field(1000, description="Largest `size` the customer list accepts.")
     max_updates_page: int = Field(4000, description="Largest `size` of the updates feed.")
+    secret_keys: str = Field(
+        "",
+        description="Fernet keys that encrypt source credentials, comma-separated: the first encrypts, "
+        "all decrypt (rotation: put the new key first, run `contactsync secrets rotate`). "
+        "When empty, a key is created in `secret_key_file`.",
+    )
+    secret_key_file: str = Field(
+        "./var/secret.key", description="Where the generated key lives when `secret_keys` is empty."
+    )
 
     def effective_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -138,3 +138,25 @@ def order_by(sort: Sort | None, dialect: str) -> list[Any]:
     else:
         expr = sa.func.json_extract(customers.c.data, "$." + sort.attribute)
     return [expr.desc() if sort.descending else expr.asc()]
+
+
+def find_ids_by_path(
+    conn: Any, node_id: str, path: str, values: Sequence[Any], *, lower: bool
+) -> list[tuple[str, Any]]:
+    """(customer id, value) of a node's customers whose property ``path`` is one of ``values``
+    (compared lower-cased when ``lower``): a scan of the node, for match keys without an index."""
+    dialect = conn.dialect.name
+    parts = path.split(".")
+    expr: Any
+    if path == "externalId":
+        expr = customers.c.external_id
+    elif dialect == "postgresql":
+        expr = customers.c.data.op("#>>", return_type=sa.Text)(_pg_path(parts))
+    else:
+        expr = sa.func.json_extract(customers.c.data, "$." + ".".join(parts))
+    if lower:
+        expr = sa.func.lower(sa.func.trim(expr))
+    query = sa.select(customers.c.id, expr.label("value")).where(
+        customers.c.node_id == node_id, expr.in_(list(values))
+    )
+    return [(r.id, r.value) for r in conn.execute(query)]

@@ -153,3 +153,89 @@ api_tokens = sa.Table(
     sa.Column("created_at", Millis, nullable=False),
     sa.Column("revoked_at", Millis),
 )
+
+# --- sync: sources, links, runs (ARCHITECTURE §5) -------------------------------------------
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("node_id", sa.String(36), sa.ForeignKey("nodes.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("options", sa.Text, nullable=False),  # JSON, non-secret provider options
+    sa.Column("secrets", sa.Text, nullable=False),  # Fernet token of a JSON object
+    # identity of the provider account + user DB (from describe()); one node per user DB
+    sa.Column("user_db", sa.String(512), nullable=False),
+    sa.Column("settings", sa.Text, nullable=False),  # JSON: maps, keys, policies (SyncSettings)
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("hub_cursor", sa.BigInteger, nullable=False),  # last journal seq applied
+    sa.Column("provider_cursor", sa.Text),  # opaque, from the connector
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name"),
+    sa.UniqueConstraint("node_id"),  # one source per node
+    sa.UniqueConstraint("provider", "user_db"),  # one node per user DB
+)
+
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("source_id", sa.String(36), sa.ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("customer_id", sa.String(36), primary_key=True),
+    sa.Column("remote_id", sa.String(255), nullable=False),
+    # the values both sides agreed on after the last sync: the base of the 3-way merge
+    sa.Column("base", sa.Text, nullable=False),
+    sa.Column("synced_at", Millis, nullable=False),
+    sa.Index("uq_links_source_id_remote_id", "source_id", "remote_id", unique=True),
+)
+
+# hub customers whose change could not reach the provider (a retryable problem): next run retries
+sync_retries = sa.Table(
+    "sync_retries",
+    metadata,
+    sa.Column("source_id", sa.String(36), sa.ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("customer_id", sa.String(36), primary_key=True),
+    sa.Column("code", sa.String(8), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("source_id", sa.String(36), sa.ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("trigger", sa.String(40), nullable=False),  # manual, schedule, api, resume
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    # running, succeeded, failed, stopped (a guard), interrupted (the process died)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", Millis, nullable=False),
+    sa.Column("ended_at", Millis),
+    sa.Column("heartbeat_at", Millis, nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False),  # host:pid of the process running it
+    sa.Column("counts", sa.Text, nullable=False),  # JSON {"hub": {...}, "provider": {...}}
+    sa.Column("error_code", sa.String(8)),
+    sa.Column("error", sa.Text),
+    sa.Column("plan", sa.Text),  # JSON, dry runs: counts per action and sample records
+    sa.Index("ix_runs_source_id_started_at", "source_id", "started_at"),
+)
+
+run_records = sa.Table(
+    "run_records",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("side", sa.String(8), nullable=False),  # hub or provider: the side written
+    sa.Column("action", sa.String(16), nullable=False),  # created updated deleted skipped failed
+    sa.Column("key", sa.String(512), nullable=False),  # the match key value (e.g. the email)
+    sa.Column("customer_id", sa.String(36)),
+    sa.Column("remote_id", sa.String(255)),
+    sa.Column("code", sa.String(8)),
+    sa.Column("reason", sa.Text),
+    sa.Column("before", sa.Text),  # JSON, debug mode only
+    sa.Column("after", sa.Text),  # JSON, debug mode only
+    sa.Index("ix_run_records_run_id", "run_id"),
+)

@@ -1,0 +1,1 @@
+"""Connectors: one package per provider, all speaking :mod:`contactsync.connectors.base`."""
