@@ -186,17 +186,24 @@ class Run:
         self.destructive = {"hub": 0, "provider": 0}
         self.sizes = {"hub": 0, "provider": 0}
         self._pending_logs: list[dict[str, Any]] = []  # consent refusals found while planning
+        self._started = False
         self.ws: Workspace
         self.node: Node
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def execute(self) -> RunResult:
+    def start(self) -> None:
+        """Register the run (refused when the source is disabled or already running)."""
         if not self.source.enabled and not self.force:
             raise ConfigError(
                 f"source {self.source.name!r} is disabled; enable it or run with --force", code="E406"
             )
         self._start()
+        self._started = True
+
+    def execute(self) -> RunResult:
+        if not self._started:
+            self.start()
         connector = self.connector or connector_for(self.env, self.source)
         status, code, message = "succeeded", None, None
         try:

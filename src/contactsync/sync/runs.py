@@ -1,0 +1,103 @@
+"""The sync log: runs with their counts per side, and each run's records (also as CSV)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+import orjson
+
+from contactsync.errors import not_found
+from contactsync.hub.times import format_time
+from contactsync.store import sync as store
+from contactsync.sync.sources import SyncEnv, get_source
+
+CSV_COLUMNS = ("side", "action", "key", "customer_id", "remote_id", "code", "reason", "before", "after")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _run(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "sourceId": row.source_id,
+        "trigger": row.trigger,
+        "direction": row.direction,
+        "dryRun": bool(row.dry_run),
+        "status": row.status,
+        "startedAt": format_time(row.started_at),
+        "endedAt": format_time(row.ended_at),
+        "counts": orjson.loads(row.counts),
+        "errorCode": row.error_code,
+        "error": row.error,
+        "plan": orjson.loads(row.plan) if row.plan else None,
+    }
+
+
+def run_json(env: SyncEnv, run_id: str) -> dict[str, Any]:
+    with env.db.read() as conn:
+        row = store.get_run(conn, run_id)
+    if row is None:
+        raise not_found("run", run_id)
+    return _run(row)
+
+
+def _check_run(env: SyncEnv, workspace_id: str, run_id: str) -> None:
+    with env.db.read() as conn:
+        row = store.get_run(conn, run_id)
+        source = store.get_source_by_id(conn, row.source_id) if row is not None else None
+    if row is None or source is None or source.workspace_id != workspace_id:
+        raise not_found("run", run_id)
+
+
+def get_run(env: SyncEnv, workspace_id: str, run_id: str) -> dict[str, Any]:
+    _check_run(env, workspace_id, run_id)
+    return run_json(env, run_id)
+
+
+def list_runs(env: SyncEnv, workspace_id: str, source_ref: str, limit: int = 20) -> list[dict[str, Any]]:
+    source = get_source(env, workspace_id, source_ref)
+    with env.db.read() as conn:
+        return [_run(r) for r in store.list_runs(conn, source.id, limit)]
+
+
+def iter_records(
+    env: SyncEnv, workspace_id: str, run_id: str, *, action: str | None = None, page: int = 2000
+) -> Iterator[dict[str, Any]]:
+    """A run's records in order, streamed page by page."""
+    _check_run(env, workspace_id, run_id)
+    after = 0
+    while True:
+        with env.db.read() as conn:
+            rows = store.run_records_page(conn, run_id, after_id=after, limit=page, action=action)
+        for r in rows:
+            yield {
+                "side": r.side,
+                "action": r.action,
+                "key": r.key,
+                "customerId": r.customer_id,
+                "remoteId": r.remote_id,
+                "code": r.code,
+                "reason": r.reason,
+                "before": orjson.loads(r.before) if r.before else None,
+                "after": orjson.loads(r.after) if r.after else None,
+            }
+        if len(rows) < page:
+            return
+        after = rows[-1].id
+
+
+def safe_cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    text = "" if value is None else value if isinstance(value, str) else orjson.dumps(value).decode()
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def write_csv(
+    env: SyncEnv, workspace_id: str, run_id: str, stream: TextIO, *, action: str | None = None
+) -> None:
+    writer = csv.writer(stream)
+    writer.writerow(CSV_COLUMNS)
+    keys = ("side", "action", "key", "customerId", "remoteId", "code", "reason", "before", "after")
+    for r in iter_records(env, workspace_id, run_id, action=action):
+        writer.writerow([safe_cell(r[k]) for k in keys])
