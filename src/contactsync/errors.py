@@ -13,6 +13,7 @@ The branches say how a caller must react::
     ├── NotFoundError          the addressed thing does not exist
     ├── InputError             the request/record is invalid: fix the listed fields
     ├── ConflictError          the record collides with an existing one (carries its id)
+    │   └── ConsentRefusedError the consent rules kept another status (carries the subscription)
     ├── TransientError         retry later (locks, provider 429/5xx)
     └── RecordError            one record is skipped with a code; the run goes on
 
@@ -48,6 +49,12 @@ _ENTRIES = [
         "Write to one of its member nodes instead.",
     ),
     ErrorInfo(
+        "E102",
+        "not_migrated",
+        "The database has no contactsync schema: it was never migrated.",
+        "Run `contactsync migrate` with the same `CONTACTSYNC_DATABASE_URL`, then retry.",
+    ),
+    ErrorInfo(
         "E110",
         "unauthenticated",
         "The request carries no valid API token.",
@@ -58,6 +65,12 @@ _ENTRIES = [
         "forbidden",
         "The token's role does not allow this operation.",
         "Use a token with the role named in the message (admin, user or source).",
+    ),
+    ErrorInfo(
+        "E112",
+        "provider_auth",
+        "The provider refused the source's credentials (wrong, expired or revoked).",
+        "Reconnect the source: enter new credentials or authorize it again (`contactsync source connect`).",
     ),
     ErrorInfo(
         "E120",
@@ -118,8 +131,84 @@ _ENTRIES = [
     ErrorInfo(
         "E301",
         "consent_refused",
-        "A subscription change was refused by the consent rules.",
+        "The consent rules did not let a subscription take the status asked for "
+        "(it is in `data.subscription` as it stays).",
         "Collect a new opt-in (double opt-in confirmation, or consent evidence with a newer timestamp).",
+    ),
+    # 4xx: sources, sync runs and the records they skip
+    ErrorInfo(
+        "E400",
+        "source_rule",
+        "The source breaks a rule of sources: one source per node, one node per user DB, "
+        "no subscription sync on aggregate nodes.",
+        "Pick another node or user DB, or edit the existing source instead of adding one.",
+    ),
+    ErrorInfo(
+        "E401",
+        "source_enabled",
+        "This change to a source needs the source disabled first.",
+        "Disable the source (`contactsync source disable NAME`), change it, then enable it again.",
+    ),
+    ErrorInfo(
+        "E402",
+        "node_not_empty",
+        "This change needs an empty node, and the node has customers.",
+        "Use an empty node, or empty the node first.",
+    ),
+    ErrorInfo(
+        "E403",
+        "user_db_not_empty",
+        "The provider user DB already holds records.",
+        "Use an empty user DB, or ask for an initial merge by match keys (`initial_merge`).",
+    ),
+    ErrorInfo(
+        "E404",
+        "run_in_progress",
+        "A run of this source is already in progress.",
+        "Wait for it to finish (see `contactsync runs SOURCE`); a crashed run is resumed automatically.",
+    ),
+    ErrorInfo(
+        "E405",
+        "mass_change_guard",
+        "The run stopped before writing: it would delete or unsubscribe more of the other side "
+        "than the source's guard allows.",
+        "Check the planned changes (`--dry-run`); if they are right, raise the source's guard and run again.",
+    ),
+    ErrorInfo(
+        "E406",
+        "source_disabled",
+        "The source is disabled.",
+        "Enable it (`contactsync source enable NAME`) or run it once with `--force`.",
+    ),
+    ErrorInfo(
+        "E420",
+        "mandatory_field_empty",
+        "A field the provider requires is empty, so the record was skipped.",
+        "Fill the field on the other side, or map another field to it; the next run retries.",
+    ),
+    ErrorInfo(
+        "E421",
+        "ambiguous_match",
+        "The record matches more than one record on the other side by its match keys, so it was not guessed.",
+        "Merge the duplicates on the other side, or add a more specific match key.",
+    ),
+    ErrorInfo(
+        "E422",
+        "provider_rejected",
+        "The provider refused the record (its reason is in the message).",
+        "Fix the value named in the message on the hub or the provider side.",
+    ),
+    ErrorInfo(
+        "E423",
+        "no_match_value",
+        "The record has no value for any match key, so it cannot be matched or created safely.",
+        "Give the record a value for one of the source's match keys.",
+    ),
+    ErrorInfo(
+        "E424",
+        "invalid_mapped_value",
+        "A mapped value cannot be converted to the target field's type.",
+        "Fix the value, or change the field map so that the types agree.",
     ),
     # 5xx: transient
     ErrorInfo(
@@ -127,6 +216,25 @@ _ENTRIES = [
         "busy",
         "The database is busy or a lock could not be taken in time.",
         "Retry the request in a few seconds.",
+    ),
+    ErrorInfo(
+        "E501",
+        "provider_unavailable",
+        "The provider kept failing (5xx, timeouts or dropped connections) after retries.",
+        "Nothing was lost: run the source again later; it resumes from where it stopped.",
+    ),
+    ErrorInfo(
+        "E502",
+        "provider_rate_limited",
+        "The provider's rate limit (per second or per day) was reached and retries ran out.",
+        "Run again after the limit resets; lower the source's frequency if it happens often.",
+    ),
+    # 9xx: bugs
+    ErrorInfo(
+        "E999",
+        "internal_error",
+        "An unexpected error inside contactsync: a bug.",
+        "Report a bug with the `logref` of the error body; the details are in the service log under it.",
     ),
 ]
 
@@ -191,6 +299,10 @@ class InputError(ContactsyncError):
 
 
 class ConflictError(ContactsyncError):
+    pass
+
+
+class ConsentRefusedError(ConflictError):
     pass
 
 

@@ -1,4 +1,5 @@
-"""The hub API through HTTP: bad input, auth and roles, aggregate nodes, queries, consent."""
+"""The hub API through HTTP: bad input, auth and roles, node-bound tokens, aggregate nodes,
+queries, consent, events, the updates feed and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from contactsync.errors import CATALOGUE
 from contactsync.hub import tokens, workspaces
 from contactsync.hub.workspaces import NodeKind
 from contactsync.store import workspaces as ws_store
@@ -210,8 +212,12 @@ def test_api_subscriptions_follow_the_consent_rules(client: httpx.Client, hub: H
     subs = url(hub, f"/customers/{c['id']}/subscriptions")
     assert client.post(subs, json={"id": "news", "subscribed": True}).json()["status"] == "subscribed"
     assert client.put(f"{subs}/news", json={"subscribed": False}).json()["status"] == "unsubscribed"
-    again = client.put(f"{subs}/news", json={"subscribed": True}).json()
+    refused = client.put(f"{subs}/news", json={"subscribed": True})
+    assert refused.status_code == 409
+    assert (refused.json()["code"], refused.json()["hint"]) == ("E301", CATALOGUE["E301"].action)
+    again = refused.json()["data"]["subscription"]
     assert (again["status"], again["subscribed"], again["reason"]) == ("pending", False, "REOPTIN_REQUIRED")
+    assert client.get(f"{subs}/news").json()["status"] == "pending"
     proof = {"type": "DOUBLE_OPT_IN", "date": "2999-01-01T00:00:00Z", "ip": "203.0.113.9"}
     confirmed = client.put(f"{subs}/news", json={"subscribed": True, "consentEvidence": proof}).json()
     assert (confirmed["status"], confirmed["reason"]) == ("subscribed", "NEWER_OPT_IN")
@@ -297,3 +303,116 @@ def test_openapi_is_served(client: httpx.Client) -> None:
     spec = client.get("/hub/v1/openapi.json").json()
     assert "/workspaces/{wid}/customers" in spec["paths"]
     assert "/workspaces/{wid}/updates" in spec["paths"]
+
+
+def test_subscription_item_without_a_status_keeps_the_stored_one(client: httpx.Client, hub: Hub) -> None:
+    news = {"id": "news", "name": "News", "subscribed": True}
+    c = create(client, hub, base={"contacts": {"email": "k@example.com"}, "subscriptions": [news]})
+    renamed = client.patch(
+        url(hub, f"/customers/{c['id']}"),
+        json={"base": {"subscriptions": [{"id": "news", "name": "Weekly"}]}},
+    )
+    assert renamed.status_code == 200, renamed.text
+    (sub,) = renamed.json()["base"]["subscriptions"]
+    assert (sub["name"], sub["status"], sub["reason"]) == ("Weekly", "subscribed", "NEW")
+    subs = url(hub, f"/customers/{c['id']}/subscriptions")
+    put = client.put(f"{subs}/news", json={"name": "Daily"})
+    assert (put.status_code, put.json()["name"], put.json()["status"]) == (200, "Daily", "subscribed")
+    ledger = client.get(url(hub, f"/customers/{c['id']}/consent-ledger")).json()["elements"]
+    assert [e["status"] for e in ledger] == ["subscribed"]
+
+
+def test_new_subscription_without_a_status_is_refused(client: httpx.Client, hub: Hub) -> None:
+    c = create(client, hub, base={"contacts": {"email": "n@example.com"}})
+    patched = client.patch(
+        url(hub, f"/customers/{c['id']}"),
+        json={"base": {"subscriptions": [{"id": "news", "subscribed": True}, {"id": "promo", "name": "P"}]}},
+    )
+    assert patched.status_code == 400 and patched.json()["code"] == "E206"
+    assert patched.json()["errors"][0]["path"] == "base.subscriptions.1.subscribed"
+    put = client.put(url(hub, f"/customers/{c['id']}/subscriptions/promo"), json={"name": "P"})
+    assert put.status_code == 400 and put.json()["errors"][0] == {
+        "path": "subscribed",
+        "message": "new subscription promo needs `subscribed` (true or false) or `status`",
+        "code": "E206",
+        "data": None,
+    }
+    assert client.get(url(hub, f"/customers/{c['id']}")).json()["base"]["subscriptions"] == []
+
+
+def test_node_bound_token_reaches_no_other_node(client: httpx.Client, hub: Hub) -> None:
+    other = workspaces.create_node(hub.db, hub.workspace_id, "other")
+    mine = create(client, hub, base={"contacts": {"email": "mine@example.com"}})
+    theirs = client.post(
+        url(hub), json={"nodeId": other.id, "base": {"contacts": {"email": "t@example.com"}}}
+    )
+    theirs_id = theirs.json()["id"]
+    event = {"type": "viewedPage", "context": "WEB", "properties": {}}
+    ev = url(hub, "/events")
+    mine_event = client.post(ev, json={**event, "customerId": mine["id"]}).json()["id"]
+    their_event = client.post(ev, json={**event, "customerId": theirs_id}).json()["id"]
+    token, _ = tokens.create_token(hub.db, hub.workspace_id, "source", "src", node_id=hub.node_id)
+    bound = {"Authorization": f"Bearer {token}"}
+
+    def status(method: str, path: str, **kwargs: Any) -> int:
+        response = client.request(method, path, headers=bound, **kwargs)
+        if response.status_code == 403:
+            assert response.json()["code"] == "E111"
+        return response.status_code
+
+    assert status("GET", url(hub, f"/customers/{theirs_id}/consent-ledger")) == 403
+    assert status("GET", url(hub, f"/customers/{mine['id']}/consent-ledger")) == 200
+    assert status("GET", f"{ev}/{their_event}") == 403
+    assert status("PUT", f"{ev}/{their_event}", json={**event, "customerId": theirs_id}) == 403
+    assert status("DELETE", f"{ev}/{their_event}") == 403
+    assert status("POST", ev, json={**event, "customerId": theirs_id}) == 403
+    brought = {"type": "SESSION_ID", "value": "s-1", "nodeId": other.id}
+    assert status("POST", ev, json={**event, "bringBackProperties": brought}) == 403
+    assert status("GET", ev, params={"nodeId": other.id}) == 403
+    assert status("GET", f"{ev}/{mine_event}") == 200
+    # lists default to the bound node and show nothing of the others
+    listed = client.get(ev, headers=bound, params={"customerId": theirs_id}).json()
+    assert listed["elements"] == []
+    assert [e["id"] for e in client.get(ev, headers=bound).json()["elements"]] == [mine_event]
+    customers = client.get(url(hub), headers=bound).json()["elements"]
+    assert [c["id"] for c in customers] == [mine["id"]]
+    # the ledger outlives the customer, and so does its node binding
+    client.delete(url(hub, f"/customers/{theirs_id}"))
+    assert status("GET", url(hub, f"/customers/{theirs_id}/consent-ledger")) == 403
+    assert status("GET", url(hub, "/customers/no-such-id/consent-ledger")) == 403
+    assert client.get(url(hub, "/customers/no-such-id/consent-ledger")).json() == {"elements": []}
+
+
+def test_deleting_a_customer_journals_its_events(client: httpx.Client, hub: Hub) -> None:
+    c = create(client, hub, base={"contacts": {"email": "d@example.com"}})
+    event = {"type": "viewedPage", "context": "WEB", "properties": {}, "customerId": c["id"]}
+    ids = sorted(client.post(url(hub, "/events"), json=event).json()["id"] for _ in range(2))
+    start = client.get(url(hub, "/updates/last-offset")).json()["lastOffset"]
+    client.delete(url(hub, f"/customers/{c['id']}"))
+    feed = client.get(url(hub, "/updates"), params={"offset": start}).json()["updates"]
+    changes = [(u["operation"], u["entity"]["type"], u["entity"]["data"]["id"]) for u in feed]
+    assert sorted(changes[:2]) == [("DELETE", "EVENT", ids[0]), ("DELETE", "EVENT", ids[1])]
+    assert changes[2:] == [("DELETE", "CUSTOMER", c["id"])]
+
+
+def test_events_list_refuses_a_page_larger_than_the_maximum(client: httpx.Client, hub: Hub) -> None:
+    c = create(client, hub, base={"contacts": {"email": "p@example.com"}})
+    too_big = client.get(url(hub, "/events"), params={"customerId": c["id"], "size": 1001})
+    assert too_big.status_code == 400 and too_big.json()["code"] == "E200"
+    assert too_big.json()["errors"][0]["path"] == "size"
+    most = client.get(url(hub, "/events"), params={"customerId": c["id"], "size": 1000})
+    assert most.status_code == 200 and most.json()["page"]["size"] == 1000
+
+
+@pytest.mark.parametrize("prefix", ["/hub/v1", "/api/v1"])
+def test_openapi_documents_400_with_the_error_body(client: httpx.Client, prefix: str) -> None:
+    spec = client.get(f"{prefix}/openapi.json").json()
+    responses = [op["responses"] for path in spec["paths"].values() for op in path.values()]
+    assert all("422" not in r for r in responses)
+    assert all(
+        r["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+        for r in responses
+    )
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert set(schemas["Error"]["required"]) == {"message", "logref", "data", "errors", "code"}

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from contactsync.hub.bulk import upsert_customers
 from contactsync.store import journal
 from tests.conftest import Hub
@@ -57,8 +59,8 @@ def test_bulk_automatic_writes_never_resubscribe(hub: Hub) -> None:
     assert report.consent_refused == [(0, "news")]
 
 
-def run_cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONTACTSYNC_DATABASE_URL": db_url}
+def run_cli(db_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONTACTSYNC_DATABASE_URL": db_url, **settings}
     return subprocess.run(
         [sys.executable, "-m", "contactsync", *args], env=env, capture_output=True, text=True, timeout=120
     )
@@ -82,6 +84,58 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert [c["base"]["firstName"] for c in found["elements"]] == ["Ada"]
     missing = run_cli(db_url, "customers", "get", "no-such-id")
     assert missing.returncode == 2 and "E120" in missing.stderr and "what to do" in missing.stderr
+
+
+def test_demo_gives_a_workspace_without_nodes_its_demo_node(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    assert run_cli(db_url, "migrate").returncode == 0
+    ws = json.loads(run_cli(db_url, "workspace", "create", "acme", "--json").stdout)
+    demo = run_cli(db_url, "demo", "--json")
+    assert demo.returncode == 0, demo.stderr
+    info = json.loads(demo.stdout)
+    nodes = json.loads(run_cli(db_url, "node", "list", "--json").stdout)
+    assert info["workspaceId"] == ws["id"]
+    assert [(n["id"], n["name"]) for n in nodes] == [(info["nodeId"], "main")]
+    found = json.loads(run_cli(db_url, "customers", "find", "--node", info["nodeId"], "--json").stdout)
+    assert found["elements"] == []  # the user's workspace is not seeded with demo customers
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("customers", "get", "some-id"),
+        ("customers", "find", "--node", "some-node"),
+        ("node", "list"),
+        ("token", "create", "--role", "user"),
+        ("workspace", "list"),
+    ],
+)
+def test_data_commands_on_an_unmigrated_database_say_to_migrate(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    result = run_cli(f"sqlite:///{tmp_path}/empty.db", *command)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "error E102" in result.stderr and "has no contactsync schema" in result.stderr
+    assert "run `contactsync migrate`" in result.stderr
+
+
+def test_customers_find_honours_size_and_the_max_page_size(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    node = json.loads(run_cli(db_url, "demo", "--json").stdout)["nodeId"]
+    found = run_cli(db_url, "customers", "find", "--node", node, "--size", "2", "--json")
+    assert json.loads(found.stdout)["page"] == {
+        "size": 2,
+        "totalElements": 3,
+        "totalUnfilteredElements": 3,
+        "totalPages": 2,
+        "number": 0,
+    }
+    too_big = run_cli(
+        db_url, "customers", "find", "--node", node, "--size", "3", CONTACTSYNC_MAX_PAGE_SIZE="2"
+    )
+    assert too_big.returncode == 2
+    assert "error E200" in too_big.stderr and "size must be 1..2" in too_big.stderr
 
 
 def test_docs_errors_is_generated_from_the_catalogue() -> None:

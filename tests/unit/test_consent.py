@@ -266,7 +266,7 @@ def test_an_older_opt_out_does_not_move_the_barrier_back():
     [
         (True, None, Status.SUBSCRIBED),
         (False, None, Status.UNSUBSCRIBED),
-        (None, None, Status.UNSUBSCRIBED),
+        (None, None, None),  # asks for no status: it must not read as an unsubscribe
         (True, "cleaned", Status.CLEANED),
         (False, "pending", Status.PENDING),
     ],

@@ -7,13 +7,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from contactsync import __version__
-from contactsync.api import errors, hub_customers, hub_events, management
+from contactsync.api import errors, hub_customers, hub_events, management, sources
+from contactsync.api.openapi import ContacthubErrorsApp
 from contactsync.settings import Settings
 from contactsync.store.db import Database
 
 
 def _sub_app(title: str, description: str, db: Database, settings: Settings) -> FastAPI:
-    app = FastAPI(
+    app = ContacthubErrorsApp(
         title=title,
         version=__version__,
         description=description,
@@ -37,8 +38,11 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     )
     hub.include_router(hub_customers.router)
     hub.include_router(hub_events.router)
-    manage = _sub_app("contactsync management API", "Workspaces, nodes and API tokens.", db, settings)
+    manage = _sub_app(
+        "contactsync management API", "Workspaces, nodes, API tokens, sources and their runs.", db, settings
+    )
     manage.include_router(management.router)
+    manage.include_router(sources.router)
 
     root = FastAPI(title="contactsync", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     root.state.db = db

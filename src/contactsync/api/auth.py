@@ -59,5 +59,13 @@ def check_node(who: Principal, node_id: Any) -> None:
         raise ForbiddenError(f"this token may only access node {who.node_id}", code="E111")
 
 
+def list_node(who: Principal, node_id: str | None) -> str | None:
+    """The node a list reads: the one asked for, else the token's own; never another one."""
+    if node_id is None:
+        node_id = who.node_id
+    check_node(who, node_id)
+    return node_id
+
+
 Member = Annotated[Principal, Depends(requires(Role.ADMIN, Role.USER, Role.SOURCE))]
 Admin = Annotated[Principal, Depends(requires(Role.ADMIN))]

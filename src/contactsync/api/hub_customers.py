@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from contactsync.api.auth import Conf, Db, Member, check_node
+from contactsync.api.auth import Conf, Db, Member, check_node, list_node
 from contactsync.hub import customer_items, customers
 from contactsync.hub.context import WriteContext
 from contactsync.hub.schema import SUBSCRIPTION_SCHEMA, customer_schema
@@ -50,11 +50,10 @@ def list_customers(
     page: int = 0,
     size: Annotated[int | None, Query()] = None,
 ) -> dict[str, Any]:
-    check_node(who, nodeId)
     return customers.list_page(
         db,
         wid,
-        nodeId,
+        list_node(who, nodeId),
         external_id=externalId,
         query=query,
         fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else (),
@@ -101,6 +100,9 @@ def delete_customer(wid: str, cid: str, request: Request, db: Db, who: Member) -
 
 @router.get("/{cid}/consent-ledger")
 def consent_ledger(wid: str, cid: str, db: Db, who: Member) -> dict[str, Any]:
+    """The ledger outlives the customer, so a bound token is checked against its last known node."""
+    if who.node_id is not None:
+        check_node(who, customers.node_of(db, wid, cid))
     return {"elements": customers.consent_ledger(db, wid, cid)}
 
 

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from contactsync.api.auth import Admin, Conf, Db, Member, check_node
+from contactsync.api.auth import Admin, Conf, Db, Member, check_node, list_node
 from contactsync.api.hub_customers import context
 from contactsync.errors import FieldProblem, invalid
 from contactsync.hub import events, updates, workspaces
+from contactsync.hub.tokens import Principal
 from contactsync.hub.workspaces import UniquenessPolicy
 
 router = APIRouter(prefix="/workspaces/{wid}")
@@ -21,10 +22,16 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _binding(who: Principal) -> events.NodeCheck:
+    """The token's node binding, checked by the hub against the node of the event it touches."""
+    return lambda node_id: check_node(who, node_id)
+
+
 @router.post("/events", status_code=202, tags=["events"])
 def post_event(wid: str, body: Json, request: Request, db: Db, who: Member) -> JSONResponse:
     """Store an event (202 Accepted, as Contacthub answers). Returns ``{"id"}``."""
-    return JSONResponse(events.post_event(db, wid, body, context(request, who)), status_code=202)
+    stored = events.post_event(db, wid, body, context(request, who), allow=_binding(who))
+    return JSONResponse(stored, status_code=202)
 
 
 @router.get("/events", tags=["events"])
@@ -43,36 +50,35 @@ def list_events(
     page: int = 0,
     size: Annotated[int | None, Query()] = None,
 ) -> dict[str, Any]:
-    if nodeId:
-        check_node(who, nodeId)
     return events.list_events(
         db,
         wid,
         customer_id=customerId,
-        node_id=nodeId,
+        node_id=list_node(who, nodeId),
         types=_csv(type),
         contexts=_csv(context),
         mode=mode,
         date_from=dateFrom,
         date_to=dateTo,
         page=page,
-        size=min(size or conf.default_page_size, conf.max_page_size),
+        size=size or conf.default_page_size,
+        max_size=conf.max_page_size,
     )
 
 
 @router.get("/events/{eid}", tags=["events"])
 def get_event(wid: str, eid: str, db: Db, who: Member) -> dict[str, Any]:
-    return events.get_event(db, wid, eid)
+    return events.get_event(db, wid, eid, allow=_binding(who))
 
 
 @router.put("/events/{eid}", status_code=202, tags=["events"])
 def put_event(wid: str, eid: str, body: Json, request: Request, db: Db, who: Member) -> dict[str, Any]:
-    return events.replace_event(db, wid, eid, body, context(request, who))
+    return events.replace_event(db, wid, eid, body, context(request, who), allow=_binding(who))
 
 
 @router.delete("/events/{eid}", status_code=204, tags=["events"])
 def delete_event(wid: str, eid: str, request: Request, db: Db, who: Member) -> Response:
-    events.delete_event(db, wid, eid, context(request, who))
+    events.delete_event(db, wid, eid, context(request, who), allow=_binding(who))
     return Response(status_code=204)
 
 
@@ -89,9 +95,7 @@ def read_updates(
     entity: str | None = None,
 ) -> dict[str, Any]:
     """Changes after ``offset`` (exclusive), oldest first; ``nextOffset`` is the offset to send next."""
-    if who.node_id and nodeId is None:
-        nodeId = who.node_id
-    check_node(who, nodeId)
+    nodeId = list_node(who, nodeId)
     if not 1 <= size <= conf.max_updates_page:
         raise invalid([FieldProblem("size", f"size must be 1..{conf.max_updates_page}")])
     return updates.read_updates(
@@ -103,10 +107,7 @@ def read_updates(
 def last_offset(
     wid: str, db: Db, who: Member, nodeId: str | None = None, entity: str | None = None
 ) -> dict[str, int]:
-    if who.node_id and nodeId is None:
-        nodeId = who.node_id
-    check_node(who, nodeId)
-    return updates.last_offset(db, wid, nodeId, entity)
+    return updates.last_offset(db, wid, list_node(who, nodeId), entity)
 
 
 @router.get("/configuration/unique-customer-matching-policy", tags=["configuration"])

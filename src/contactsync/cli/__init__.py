@@ -11,7 +11,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from contactsync.errors import AuthError, ContactsyncError, InputError, NotFoundError
+from contactsync.errors import AuthError, ConfigError, ContactsyncError, InputError, NotFoundError
 from contactsync.settings import get_settings
 from contactsync.store.db import Database
 
@@ -27,9 +27,25 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def database() -> Database:
+def database(*, migrated: bool = True) -> Database:
+    """The configured database; ``migrated`` refuses one without the schema.
+
+    Checked up front so that a data command on a fresh database says what to do instead of
+    failing on the first missing table. Only the commands that migrate pass False.
+    """
     settings = get_settings()
-    return Database(settings.database_url, sqlite_cache_mb=settings.sqlite_cache_mb)
+    db = Database(settings.database_url, sqlite_cache_mb=settings.sqlite_cache_mb)
+    _opened.append(db)
+    if migrated and not db.has_schema():
+        where = db.url.render_as_string(hide_password=True)
+        raise ConfigError(
+            f"the database at {where} has no contactsync schema; run `contactsync migrate`",
+            code="E102",
+        )
+    return db
+
+
+_opened: list[Database] = []  # closed when the command ends (commands also run in-process in tests)
 
 
 def emit(value: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
@@ -62,11 +78,14 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
             if e.hint:
                 err.print(f"  what to do: {e.hint}", highlight=False)
             raise typer.Exit(exit_code(e)) from None
+        finally:
+            while _opened:
+                _opened.pop().dispose()
 
     return wrapper
 
 
 def main() -> None:
-    from contactsync.cli import admin, hub  # noqa: F401 - registers the commands
+    from contactsync.cli import admin, hub, sync  # noqa: F401 - registers the commands
 
     app()

@@ -14,6 +14,7 @@ from contactsync.hub import tokens, workspaces
 from contactsync.hub.bulk import UpsertMode, upsert_customers
 from contactsync.hub.context import WriteContext
 from contactsync.settings import get_settings
+from contactsync.store.db import Database
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored hashed; shown once).")
 workspace_app = typer.Typer(no_args_is_help=True, help="Workspaces.")
@@ -78,7 +79,7 @@ def workspace_id(db: Any, given: str | None) -> str:
 @handles_errors
 def migrate() -> None:
     """Create or upgrade the database schema."""
-    db = database()
+    db = database(migrated=False)
     db.migrate()
     out.print(f"database at {db.url.render_as_string(hide_password=True)} is up to date")
 
@@ -95,7 +96,7 @@ def serve(
     from contactsync.api import create_app
 
     settings = get_settings()
-    db = database()
+    db = database(migrated=False)
     db.migrate()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
@@ -111,23 +112,9 @@ def serve(
 def demo(as_json: JsonFlag = False) -> None:
     """Seed a demo workspace and node on first use, and print a fresh admin token."""
     settings = get_settings()
-    db = database()
+    db = database(migrated=False)
     db.migrate()
-    found = workspaces.list_workspaces(db)
-    if found:
-        ws = found[0]
-        node = workspaces.list_nodes(db, ws.id)[0]
-    else:
-        ws = workspaces.create_workspace(db, "demo")
-        node = workspaces.create_node(db, ws.id, "main")
-        upsert_customers(
-            db,
-            ws.id,
-            node.id,
-            DEMO_CUSTOMERS,
-            ctx=WriteContext(origin="demo"),
-            mode=UpsertMode.REPLACE,
-        )
+    ws, node = _demo_node(db)
     tokens.revoke_token(db, ws.id, name="make-run")
     token, _ = tokens.create_token(db, ws.id, tokens.Role.ADMIN, "make-run")
     url = settings.effective_public_url()
@@ -149,6 +136,25 @@ def demo(as_json: JsonFlag = False) -> None:
         soft_wrap=True,
     )
     out.print(f"  API reference: {url}/hub/v1/docs", highlight=False)
+
+
+def _demo_node(db: Database) -> tuple[workspaces.Workspace, workspaces.Node]:
+    """The first workspace and its first node, seeding the demo ones when missing.
+
+    A workspace made with `workspace create` has no node yet: it gets the demo node `main`,
+    empty, since its customers are the user's own business.
+    """
+    found = workspaces.list_workspaces(db)
+    if not found:
+        ws = workspaces.create_workspace(db, "demo")
+        node = workspaces.create_node(db, ws.id, "main")
+        upsert_customers(
+            db, ws.id, node.id, DEMO_CUSTOMERS, ctx=WriteContext(origin="demo"), mode=UpsertMode.REPLACE
+        )
+        return ws, node
+    ws = found[0]
+    nodes = workspaces.list_nodes(db, ws.id)
+    return ws, (nodes[0] if nodes else workspaces.create_node(db, ws.id, "main"))
 
 
 @workspace_app.command("create")

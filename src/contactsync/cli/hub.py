@@ -12,6 +12,7 @@ from contactsync.cli import app, database, emit, handles_errors, out
 from contactsync.cli.admin import JsonFlag, WorkspaceOpt, workspace_id
 from contactsync.hub import customers, workspaces
 from contactsync.hub.workspaces import NodeKind
+from contactsync.settings import get_settings
 
 node_app = typer.Typer(no_args_is_help=True, help="Nodes: the customer bases of a workspace.")
 customers_app = typer.Typer(no_args_is_help=True, help="Read customers.")
@@ -78,7 +79,7 @@ def customers_find(
     external_id: Annotated[str | None, typer.Option("--external-id", help="External id.")] = None,
     query: Annotated[str | None, typer.Option(help="A Contacthub query document (JSON).")] = None,
     page: int = 0,
-    size: int = 20,
+    size: Annotated[int, typer.Option(help="Page size, 1 to the max_page_size setting.")] = 20,
     workspace: WorkspaceOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -102,6 +103,7 @@ def customers_find(
         query=query,
         page=page,
         size=size,
+        max_size=get_settings().max_page_size,
     )
 
     def table(result: dict[str, Any]) -> None:

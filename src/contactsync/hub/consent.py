@@ -141,8 +141,14 @@ def _lifts_barrier(barrier: int | None, req: Request) -> bool:
     return not req.automatic and req.evidence is not None and req.evidence.at > barrier
 
 
-def status_from_contacthub(subscribed: bool | None, status: str | None) -> Status:
-    """The requested status of a Contacthub subscription item (``status`` wins over the boolean)."""
+def status_from_contacthub(subscribed: bool | None, status: str | None) -> Status | None:
+    """The requested status of a Contacthub subscription item (``status`` wins over the boolean).
+
+    None when the item asks for no status: an item that only renames a subscription must not
+    read as an unsubscribe.
+    """
     if status is not None:
         return Status(status)
+    if subscribed is None:
+        return None
     return Status.SUBSCRIBED if subscribed else Status.UNSUBSCRIBED

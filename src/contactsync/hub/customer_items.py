@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy import exc
 from sqlalchemy.engine import Row
 
-from contactsync.errors import ConflictError, FieldProblem, invalid, not_found
+from contactsync.errors import ConflictError, ConsentRefusedError, FieldProblem, invalid, not_found
 from contactsync.hub import customers
+from contactsync.hub import subscriptions as subs
 from contactsync.hub.context import API, WriteContext, journal_entry
 from contactsync.hub.schema import BASE_SCHEMA, SUBSCRIPTION_SCHEMA, validate
 from contactsync.hub.times import format_time, now_ms
@@ -37,10 +38,18 @@ def put_subscription(
     ctx: WriteContext = API,
     sid: str | None = None,
 ) -> dict[str, Any]:
-    """Create or change one subscription (consent rules apply); returns it as stored."""
+    """Create or change one subscription (consent rules apply); returns it as stored.
+
+    Raises ConsentRefusedError (E301) when the consent rules stored another status than the
+    one asked for: the caller addressed this one subscription, so it must hear that its
+    request was not applied. The write the rules allowed (such as ``pending``) stays.
+    """
     if isinstance(item, dict) and sid is not None:
         item = {**item, "id": sid}
     validate(item, SUBSCRIPTION_SCHEMA, "subscription")
+    requested = subs.requested_status(item)
+    if requested is None:
+        _require_existing(db, workspace_id, customer_id, item["id"])
 
     def new_body(row: Row[Any]) -> dict[str, Any]:
         body = customers.body_of(row)
@@ -48,7 +57,22 @@ def put_subscription(
         return body
 
     updated = customers.update_with(db, workspace_id, customer_id, ctx, new_body)
-    return _find_subscription(updated, item["id"])
+    stored = _find_subscription(updated, item["id"])
+    if requested is not None and stored["status"] != requested:
+        raise ConsentRefusedError(
+            f"subscription {stored['id']} is {stored['status']} ({stored['reason']}), not {requested}: "
+            "the consent rules need a newer opt-in",
+            code="E301",
+            data={"subscription": stored},
+        )
+    return stored
+
+
+def _require_existing(db: Database, workspace_id: str, customer_id: str, sid: str) -> None:
+    """An item that asks for no status may only change an existing subscription's attributes."""
+    found = customers.get(db, workspace_id, customer_id)["base"]["subscriptions"]
+    if not any(s["id"] == sid for s in found):
+        raise invalid([subs.missing_status("subscribed", sid)])
 
 
 def get_subscription(db: Database, workspace_id: str, customer_id: str, sid: str) -> dict[str, Any]:

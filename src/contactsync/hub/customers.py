@@ -19,6 +19,7 @@ from contactsync.hub import subscriptions as subs
 from contactsync.hub.context import API, WriteContext, journal_entry
 from contactsync.hub.document import CustomerDoc, merge_patch, parse_customer
 from contactsync.hub.ids import new_id
+from contactsync.hub.paging import check_page
 from contactsync.hub.query import Atomic, Condition, Group, parse_query, parse_sort
 from contactsync.hub.times import format_time, now_ms
 from contactsync.hub.workspaces import (
@@ -32,6 +33,7 @@ from contactsync.hub.workspaces import (
 )
 from contactsync.store import customer_query, journal
 from contactsync.store import customers as store
+from contactsync.store import events as event_store
 from contactsync.store import subscriptions as sub_store
 from contactsync.store.db import Database
 
@@ -93,7 +95,7 @@ def _render_one(conn: Connection, row: Row[Any]) -> dict[str, Any]:
 # --- writes ----------------------------------------------------------------------------------
 
 
-def _write(
+def write_doc(
     conn: Connection,
     ws: Workspace,
     node: Node,
@@ -193,9 +195,9 @@ def create(
                 raise _conflict(holder)
             existing = _load(conn, ws.id, holder, for_update=True)
             merged = parse_customer(merge_patch(body_of(existing), _writable(body)), ws.extended_schema)
-            _write(conn, ws, node, merged, ctx, existing)
+            write_doc(conn, ws, node, merged, ctx, existing)
             return _render_one(conn, _load(conn, ws.id, holder)), False
-        cid = _write(conn, ws, node, doc, ctx, None)
+        cid = write_doc(conn, ws, node, doc, ctx, None)
         return _render_one(conn, _load(conn, ws.id, cid)), True
 
     return _retry_on_race(db, work, node.id, lambda: key)
@@ -269,7 +271,7 @@ def update_with(
         current = _load(conn, ws.id, customer_id, for_update=True)
         doc = parse_customer(new_body(current), ws.extended_schema)
         keys[0] = ws.key_of(doc)
-        _write(conn, ws, node, doc, ctx, current)
+        write_doc(conn, ws, node, doc, ctx, current)
         return _render_one(conn, _load(conn, ws.id, customer_id))
 
     return _retry_on_race(db, work, node.id, lambda: keys[0])
@@ -278,19 +280,28 @@ def update_with(
 def delete(db: Database, workspace_id: str, customer_id: str, ctx: WriteContext = API) -> dict[str, Any]:
     """Delete a customer with its subscriptions, sessions and events; returns it as it was.
 
-    The consent ledger keeps its rows: the proof of an unsubscribe outlives the profile.
+    Each event gets its own DELETE in the journal, so a feed reader drops them too. The consent
+    ledger keeps its rows: the proof of an unsubscribe outlives the profile.
     """
     with db.write() as conn:
         ws = load_workspace(conn, workspace_id)
         row = _load(conn, workspace_id, customer_id, for_update=True)
         require_writable(load_node(conn, workspace_id, row.node_id))
-        snapshot = _render_one(conn, row)
-        store.delete(conn, customer_id)
-        journal.append(
-            conn,
-            [journal_entry(ws.id, row.node_id, "CUSTOMER", customer_id, "DELETE", ctx, now_ms(), snapshot)],
-        )
-        return snapshot
+        return delete_row(conn, ws, row, ctx)
+
+
+def delete_row(conn: Connection, ws: Workspace, row: Row[Any], ctx: WriteContext) -> dict[str, Any]:
+    """Delete a loaded customer in the caller's transaction, journaling it and its events."""
+    snapshot = _render_one(conn, row)
+    at = now_ms()
+    entries = [
+        journal_entry(ws.id, event.node_id, "EVENT", event.id, "DELETE", ctx, at)
+        for event in event_store.of_customer(conn, row.id)
+    ]
+    entries.append(journal_entry(ws.id, row.node_id, "CUSTOMER", row.id, "DELETE", ctx, at, snapshot))
+    store.delete(conn, row.id)
+    journal.append(conn, entries)
+    return snapshot
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -313,15 +324,12 @@ def list_page(
     sort: str | None = None,
     page: int = 0,
     size: int = 10,
-    max_size: int = 1000,
+    max_size: int,
 ) -> dict[str, Any]:
     """A page of a node's customers, filtered by ``externalId`` and/or a ``query``."""
     if not node_id:
         raise invalid([FieldProblem("nodeId", "nodeId is required", "E206")])
-    if page < 0 or not 1 <= size <= max_size:
-        raise invalid(
-            [FieldProblem("size" if page >= 0 else "page", f"page must be ≥ 0 and size 1..{max_size}")]
-        )
+    check_page(page, size, max_size)
     conds: list[Condition] = []
     if external_id is not None:
         conds.append(Atomic("externalId", "EQUALS", external_id))
@@ -356,6 +364,19 @@ def list_page(
             "number": page,
         },
     }
+
+
+def node_of(db: Database, workspace_id: str, customer_id: str) -> str | None:
+    """The customer's node; for a deleted customer, the node its journal entries name.
+
+    The consent ledger outlives its customer, so a node-bound token needs the node of a
+    customer that may be gone. None when the id was never a customer of the workspace.
+    """
+    with db.read() as conn:
+        row = store.get(conn, workspace_id, customer_id)
+        if row is not None:
+            return str(row.node_id)
+        return journal.node_of(conn, workspace_id, "CUSTOMER", customer_id)
 
 
 def consent_ledger(db: Database, workspace_id: str, customer_id: str) -> list[dict[str, Any]]:

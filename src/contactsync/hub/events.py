@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from sqlalchemy.engine import Connection, Row
 from contactsync.errors import FieldProblem, invalid, not_found
 from contactsync.hub.context import API, WriteContext, journal_entry
 from contactsync.hub.ids import new_id
+from contactsync.hub.paging import check_page
 from contactsync.hub.schema import SECTION_LIMIT
 from contactsync.hub.times import format_time, now_ms, parse_time
 from contactsync.hub.workspaces import (
@@ -92,6 +94,16 @@ ACTIVE_TYPES = frozenset(
     ]
 )
 EVENT_TYPES = PASSIVE_TYPES | ACTIVE_TYPES
+
+#: Called with an event's node before it is read or written; raises to refuse access (the
+#: API passes the token's node binding). The hub itself knows nothing of tokens.
+NodeCheck = Callable[[str | None], None]
+
+
+def any_node(_node_id: str | None) -> None:
+    """The NodeCheck of callers that may touch every node (CLI, internal use)."""
+
+
 _FIELDS = {
     "type",
     "context",
@@ -190,12 +202,15 @@ def _event_row(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def post_event(db: Database, workspace_id: str, body: Any, ctx: WriteContext = API) -> dict[str, Any]:
+def post_event(
+    db: Database, workspace_id: str, body: Any, ctx: WriteContext = API, allow: NodeCheck = any_node
+) -> dict[str, Any]:
     event = _check(body)
     values = _event_row(event)
     with db.write() as conn:
         load_workspace(conn, workspace_id)
         customer_id, node_id, session_id = _resolve_customer(conn, workspace_id, event)
+        allow(node_id)
         if node_id:
             require_writable(load_node(conn, workspace_id, node_id))
         at = now_ms()
@@ -242,32 +257,40 @@ def render(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def get_event(db: Database, workspace_id: str, event_id: str) -> dict[str, Any]:
-    with db.read() as conn:
-        row = store.get(conn, workspace_id, event_id)
+def _load(conn: Connection, workspace_id: str, event_id: str, allow: NodeCheck) -> Row[Any]:
+    row = store.get(conn, workspace_id, event_id)
     if row is None:
         raise not_found("event", event_id)
-    return render(row)
+    allow(row.node_id)
+    return row
+
+
+def get_event(db: Database, workspace_id: str, event_id: str, allow: NodeCheck = any_node) -> dict[str, Any]:
+    with db.read() as conn:
+        return render(_load(conn, workspace_id, event_id, allow))
 
 
 def replace_event(
-    db: Database, workspace_id: str, event_id: str, body: Any, ctx: WriteContext = API
+    db: Database,
+    workspace_id: str,
+    event_id: str,
+    body: Any,
+    ctx: WriteContext = API,
+    allow: NodeCheck = any_node,
 ) -> dict[str, Any]:
     event = _check(body)
     with db.write() as conn:
-        row = store.get(conn, workspace_id, event_id)
-        if row is None:
-            raise not_found("event", event_id)
+        row = _load(conn, workspace_id, event_id, allow)
         store.replace(conn, event_id, _event_row(event))
         _journal(conn, workspace_id, row.node_id, event_id, "UPDATE", ctx, now_ms())
         return render(store.get(conn, workspace_id, event_id))  # type: ignore[arg-type]
 
 
-def delete_event(db: Database, workspace_id: str, event_id: str, ctx: WriteContext = API) -> None:
+def delete_event(
+    db: Database, workspace_id: str, event_id: str, ctx: WriteContext = API, allow: NodeCheck = any_node
+) -> None:
     with db.write() as conn:
-        row = store.get(conn, workspace_id, event_id)
-        if row is None:
-            raise not_found("event", event_id)
+        row = _load(conn, workspace_id, event_id, allow)
         store.delete(conn, event_id)
         _journal(conn, workspace_id, row.node_id, event_id, "DELETE", ctx, now_ms())
 
@@ -285,9 +308,11 @@ def list_events(
     date_to: str | None,
     page: int,
     size: int,
+    max_size: int,
 ) -> dict[str, Any]:
     if not customer_id and not node_id:
         raise invalid([FieldProblem("customerId", "customerId or nodeId is required", "E206")])
+    check_page(page, size, max_size)
     try:
         start = parse_time(date_from) if date_from else None
         end = parse_time(date_to) if date_to else None

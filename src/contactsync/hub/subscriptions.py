@@ -61,6 +61,21 @@ def _evidence(item: Mapping[str, Any], path: str) -> consent.Evidence | None:
     )
 
 
+def requested_status(item: Mapping[str, Any]) -> consent.Status | None:
+    """The status a subscription item asks for; None when it names neither status nor boolean."""
+    enable = item.get("subscribed")
+    if enable is None:
+        enable = item.get("enable")  # the Swagger spec's name for `subscribed`
+    return consent.status_from_contacthub(enable, item.get("status"))
+
+
+def missing_status(path: str, sid: str) -> FieldProblem:
+    """The problem of a new subscription that asks for no status: none can be guessed."""
+    return FieldProblem(
+        path, f"new subscription {sid} needs `subscribed` (true or false) or `status`", "E206"
+    )
+
+
 def plan(
     customer_id: str,
     node_id: str,
@@ -70,20 +85,25 @@ def plan(
     at: int,
     path: str = "base.subscriptions",
 ) -> SubscriptionWrites:
-    """Decide each item under the consent rules; ``existing`` maps subscription id → row."""
+    """Decide each item under the consent rules; ``existing`` maps subscription id → row.
+
+    An item without a requested status only updates the attributes of an existing
+    subscription; a new subscription without one is refused, since no status can be guessed.
+    """
     out = SubscriptionWrites()
     for i, item in enumerate(items):
         sid = str(item["id"])
-        enable = item.get("subscribed", item.get("enable"))
-        requested = consent.status_from_contacthub(enable, item.get("status"))
-        evidence = _evidence(item, f"{path}.{i}")
         row = existing.get(sid)
+        requested = requested_status(item)
+        if requested is None:
+            if row is None:
+                raise invalid([missing_status(f"{path}.{i}.subscribed", sid)])
+            _plan_attributes(out, row, _attributes_json(row, item), at)
+            continue
+        evidence = _evidence(item, f"{path}.{i}")
         current = consent.Current(consent.Status(row.status), row.opted_out_at) if row else None
         decision = consent.decide(current, consent.Request(requested, at, ctx.automatic, evidence))
-        attrs = orjson.loads(row.attributes) if row else {}
-        given = {k: item[k] for k in _ATTRIBUTES if k in item}
-        new_attrs = prune_nulls({**attrs, **given})
-        attrs_json = orjson.dumps(new_attrs, option=orjson.OPT_SORT_KEYS).decode()
+        attrs_json = _attributes_json(row, item)
         reason = item.get("reason") if decision.changed and requested in consent.OPTED_OUT else None
         reason = reason or decision.reason.value
         values = {
@@ -98,10 +118,10 @@ def plan(
         }
         if row is None:
             out.inserts.append({**values, "registered_at": at})
-        elif decision.changed or attrs_json != row.attributes:
-            if not decision.changed:
-                values.update(status=row.status, reason=row.reason, opted_out_at=row.opted_out_at)
+        elif decision.changed:
             out.updates.append(values)
+        else:
+            _plan_attributes(out, row, attrs_json, at)
         if decision.changed or decision.refused:
             out.ledger.append(
                 _ledger_row(customer_id, sid, row, requested, decision, reason, ctx, evidence, item, at)
@@ -109,6 +129,31 @@ def plan(
         if decision.refused:
             out.refused.append(sid)
     return out
+
+
+def _attributes_json(row: Row[Any] | None, item: Mapping[str, Any]) -> str:
+    """The stored attributes with the item's merged onto them, as sorted JSON."""
+    attrs = orjson.loads(row.attributes) if row else {}
+    given = {k: item[k] for k in _ATTRIBUTES if k in item}
+    return orjson.dumps(prune_nulls({**attrs, **given}), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _plan_attributes(out: SubscriptionWrites, row: Row[Any], attrs_json: str, at: int) -> None:
+    """Update only the attributes of a subscription whose status stays, if they changed."""
+    if attrs_json == row.attributes:
+        return
+    out.updates.append(
+        {
+            "customer_id": row.customer_id,
+            "subscription_id": row.subscription_id,
+            "node_id": row.node_id,
+            "status": row.status,
+            "reason": row.reason,
+            "opted_out_at": row.opted_out_at,
+            "updated_at": at,
+            "attributes": attrs_json,
+        }
+    )
 
 
 def _ledger_row(

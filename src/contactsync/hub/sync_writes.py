@@ -18,11 +18,10 @@ from sqlalchemy.engine import Connection
 from contactsync.errors import ConflictError, InputError
 from contactsync.hub import customers as hub_customers
 from contactsync.hub.consent import Status
-from contactsync.hub.context import WriteContext, journal_entry
+from contactsync.hub.context import WriteContext
 from contactsync.hub.document import merge_patch, parse_customer
-from contactsync.hub.times import now_ms, parse_time
 from contactsync.hub.workspaces import Node, UniquenessPolicy, Workspace
-from contactsync.store import customer_query, journal
+from contactsync.store import customer_query
 from contactsync.store import customers as store
 from contactsync.store import subscriptions as sub_store
 
@@ -137,19 +136,10 @@ def apply(
     return results
 
 
-def delete(conn: Connection, ws: Workspace, node: Node, customer_id: str, ctx: WriteContext) -> bool:
-    """Delete a customer with its journal entry; False when it was already gone."""
+def delete(conn: Connection, ws: Workspace, customer_id: str, ctx: WriteContext) -> bool:
+    """Delete a customer with its journal entries; False when it was already gone."""
     row = store.get(conn, ws.id, customer_id)
     if row is None:
         return False
-    snapshot = hub_customers.render(row, sub_store.for_customers(conn, [customer_id]).get(customer_id, []))
-    store.delete(conn, customer_id)
-    at = now_ms()
-    journal.append(
-        conn, [journal_entry(ws.id, node.id, "CUSTOMER", customer_id, "DELETE", ctx, at, snapshot)]
-    )
+    hub_customers.delete_row(conn, ws, row, ctx)
     return True
-
-
-def updated_ms(body: dict[str, Any]) -> int:
-    return parse_time(body["updatedAt"]) if body.get("updatedAt") else 0

@@ -137,7 +137,9 @@ def default_workspace(db: Database) -> Workspace:
     """The installation's workspace (the first one)."""
     found = list_workspaces(db)
     if not found:
-        raise ConfigError("no workspace yet: run `contactsync demo` or `contactsync workspace create`")
+        raise ConfigError(
+            "no workspace yet: run `contactsync demo` or `contactsync workspace create`", code="E100"
+        )
     return found[0]
 
 

@@ -77,6 +77,10 @@ class Database:
                 raise TransientError("the database is busy; retry shortly", code="E500") from e
             raise
 
+    def has_schema(self) -> bool:
+        """True once a migration has created the tables (checked by their first one)."""
+        return sa.inspect(self.engine).has_table("workspaces")
+
     def migrate(self) -> None:
         """Bring the schema to the newest migration."""
         from alembic import command

@@ -28,6 +28,12 @@ def delete(conn: Connection, event_id: str) -> None:
     conn.execute(events.delete().where(events.c.id == event_id))
 
 
+def of_customer(conn: Connection, customer_id: str) -> Sequence[Row[str, str | None]]:
+    """The id and node of each event of a customer (served by the customer/date index)."""
+    query = sa.select(events.c.id, events.c.node_id).where(events.c.customer_id == customer_id)
+    return conn.execute(query).all()
+
+
 def list_page(
     conn: Connection,
     workspace_id: str,

@@ -681,7 +681,7 @@ class Run:
         out = {i: r for (i, _), r in zip(changes, results, strict=True)}
         for i, item in enumerate(batch.items):
             if item.hub_delete and item.customer_id:
-                gone = sync_writes.delete(conn, self.ws, self.node, item.customer_id, self.ctx)
+                gone = sync_writes.delete(conn, self.ws, item.customer_id, self.ctx)
                 out[i] = sync_writes.HubResult(item.key, item.customer_id, changed=gone)
         return out
 
