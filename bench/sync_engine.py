@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from contactsync.connectors import memory
-from contactsync.hub import bulk
+from contactsync.hub import bulk, workspaces
 from contactsync.hub import customers as hub_customers
-from contactsync.hub import workspaces
 from contactsync.secrets import SecretBox, new_key
 from contactsync.store import journal
 from contactsync.store.db import Database
@@ -138,7 +137,6 @@ def main() -> None:
         changed = run(env, source, batch_size=1000)
         changed_s = time.perf_counter() - start
         c = changed.counts
-        written = c.hub.created + c.hub.updated + c.provider.created + c.provider.updated
 
         with env.db.read() as conn:
             seq_before = journal.last_seq(conn, source.workspace_id, None, None)

@@ -11,6 +11,7 @@ the engine stops the run at the last committed batch, so nothing is lost.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 from collections import deque
@@ -26,11 +27,15 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class RateLimiter:
-    """At most ``rate`` requests in any window of ``per`` seconds (sliding window)."""
+    """At most ``rate`` requests in any window of ``per`` seconds (sliding window).
+
+    A rate below one request per window becomes one request per ``1 / rate`` seconds."""
 
     def __init__(self, rate: float, ctx: ConnectorContext, per: float = 1.0) -> None:
+        if rate <= 0:
+            raise ValueError("the rate limit must be positive")
         self.capacity = max(1, int(rate * per))
-        self.per = per
+        self.per = max(per, self.capacity / rate)
         self.ctx = ctx
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()
@@ -49,7 +54,10 @@ class RateLimiter:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait according to the response's ``Retry-After`` header, if any."""
+    """Seconds to wait according to the response's ``Retry-After`` header, if any.
+
+    An HTTP date is measured from the response's own ``Date`` header when it has a valid
+    one (the server's clock), else from our UTC clock."""
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -57,17 +65,19 @@ def retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    when = _http_date(value)
+    if when is None:
+        return None
+    now = _http_date(response.headers.get("date", "")) or dt.datetime.now(dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _http_date(value: str) -> dt.datetime | None:
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
-    date = response.headers.get("date")
-    now = parsedate_to_datetime(date) if date else None
-    if now is None:
-        import datetime as dt
-
-        now = dt.datetime.now(dt.UTC)
-    return max(0.0, (when - now).total_seconds())
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
 
 class ProviderHttp:
@@ -113,7 +123,8 @@ class ProviderHttp:
             except httpx.TransportError as e:
                 last = f"{type(e).__name__}: {e}"
                 rate_limited = False
-                self._pause(attempt, None)
+                if attempt + 1 < self.max_attempts:
+                    self._pause(attempt, None)
                 continue
             if response.status_code not in RETRY_STATUSES:
                 return response
@@ -121,9 +132,9 @@ class ProviderHttp:
             last = f"HTTP {response.status_code}"
             hinted = retry_after(response)
             if hinted is not None and hinted > self.max_retry_after_s:
+                reason = "its daily or hourly limit is spent" if rate_limited else "it is unavailable"
                 raise TransientError(
-                    f"{method} {path}: the provider asks to wait {hinted:.0f} s ({last}); "
-                    "its daily or hourly limit is spent",
+                    f"{method} {path}: the provider asks to wait {hinted:.0f} s ({last}); {reason}",
                     code="E502" if rate_limited else "E501",
                 )
             if attempt + 1 < self.max_attempts:

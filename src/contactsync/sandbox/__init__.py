@@ -1,0 +1,1 @@
+"""Sandboxes: faithful local fakes of provider APIs, for tests, demos and trying a source offline."""
