@@ -307,7 +307,13 @@ class ConstantContactConnector:
     def __init__(self, config: Config, ctx: ConnectorContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.api = ProviderHttp(ctx, base_url=config.base_url, rate_limit_per_s=4, max_attempts=10)
+        self.api = ProviderHttp(
+            ctx,
+            base_url=config.base_url,
+            rate_limit_per_s=4,
+            max_attempts=10,
+            limit_key=f"constantcontact:{config.client_id}",  # CC counts requests per API key
+        )
         self.auth = ProviderHttp(ctx, base_url=config.token_url, rate_limit_per_s=1, max_attempts=4)
         self._access = config.access_token.get_secret_value() if config.access_token else None
         self._refresh = config.refresh_token.get_secret_value() if config.refresh_token else None

@@ -80,6 +80,19 @@ def _http_date(value: str) -> dt.datetime | None:
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
 
+_SHARED: dict[tuple[str, object], RateLimiter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _limiter(key: str | None, rate: float, ctx: ConnectorContext) -> RateLimiter:
+    """The limiter for ``key`` (e.g. the provider and API key): one per process and clock, so
+    that every connector of one account, across runs and checks, shares one budget."""
+    if key is None:
+        return RateLimiter(rate, ctx)
+    with _SHARED_LOCK:
+        return _SHARED.setdefault((key, ctx.clock), RateLimiter(rate, ctx))
+
+
 class ProviderHttp:
     """Requests to one provider through an injected ``httpx.Client``."""
 
@@ -94,12 +107,13 @@ class ProviderHttp:
         max_backoff_s: float = 30.0,
         max_retry_after_s: float = 120.0,
         timeout_s: float = 30.0,
+        limit_key: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.client = ctx.http or httpx.Client(timeout=timeout_s)
         self._own_client = ctx.http is None
         self.base_url = base_url.rstrip("/")
-        self.limiter = RateLimiter(rate_limit_per_s, ctx) if rate_limit_per_s else None
+        self.limiter = _limiter(limit_key, rate_limit_per_s, ctx) if rate_limit_per_s else None
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s

@@ -61,6 +61,7 @@ class SyncEnv:
     box: SecretBox
     http: httpx.Client | None = None
     sleep: Callable[[float], None] | None = None
+    clock: Callable[[], float] | None = None  # monotonic seconds, paired with ``sleep``
 
 
 @dataclass
@@ -161,17 +162,27 @@ def connector_for(env: SyncEnv, source: Source) -> Connector:
         with env.db.write() as conn:
             store.update_source(conn, source.id, {"secrets": env.box.seal(source.secrets)})
 
-    ctx = ConnectorContext(http=env.http, save_secrets=save_secrets)
+    return provider.create(config, _context(env, save_secrets))
+
+
+def _context(
+    env: SyncEnv, save_secrets: Callable[[Mapping[str, str]], None] | None = None
+) -> ConnectorContext:
+    ctx = ConnectorContext(http=env.http)
+    if save_secrets is not None:
+        ctx.save_secrets = save_secrets
     if env.sleep is not None:
         ctx.sleep = env.sleep
-    return provider.create(config, ctx)
+    if env.clock is not None:
+        ctx.clock = env.clock
+    return ctx
 
 
-def _probe(env: SyncEnv, provider_name: str, config: ConnectorConfig) -> Description:
+def _probe(env: SyncEnv, provider_name: str, config: ConnectorConfig, secrets: dict[str, str]) -> Description:
+    """Check and describe the provider side; credentials it rotates meanwhile go into ``secrets``
+    (they are sealed with the source, since the old refresh token is dead once used)."""
     provider = registry.get(provider_name)
-    conn = provider.create(
-        config, ConnectorContext(http=env.http, sleep=env.sleep or ConnectorContext().sleep)
-    )
+    conn = provider.create(config, _context(env, secrets.update))
     try:
         conn.check()
         return conn.describe()
@@ -271,7 +282,7 @@ def create_source(env: SyncEnv, workspace_id: str, spec: Mapping[str, Any]) -> S
         if store.get_source(conn, workspace_id, name) is not None:
             raise ConfigError(f"a source named {name!r} exists already; pick another name", code="E400")
         _check_node(conn, node, settings, None)
-    description = _probe(env, provider.name, provider.parse_config({**options, **secrets}))
+    description = _probe(env, provider.name, provider.parse_config({**options, **secrets}), secrets)
     _check_maps(settings, description)
     at = now_ms()
     with env.db.write() as conn:
@@ -346,9 +357,13 @@ def update_source(env: SyncEnv, workspace_id: str, ref: str, changes: Mapping[st
     )
     subs_changed = settings.subscription_map != source.settings.subscription_map
     description: Description | None = None
+    rotated_secrets = False
     if credentials_changed or map_changed or subs_changed:
-        description = _probe(env, provider.name, provider.parse_config({**options, **secrets}))
+        rotated = dict(secrets)
+        description = _probe(env, provider.name, provider.parse_config({**options, **secrets}), rotated)
         _check_maps(settings, description)
+        if rotated != secrets:  # keep what the provider rotated (not a change of credentials)
+            secrets, rotated_secrets = rotated, True
     user_db_changed = description is not None and description.user_db != source.user_db
     with env.db.write() as conn:
         current_node = load_node(conn, workspace_id, source.node_id)
@@ -386,7 +401,7 @@ def update_source(env: SyncEnv, workspace_id: str, ref: str, changes: Mapping[st
         if node_changed or user_db_changed:
             values.update(hub_cursor=0, provider_cursor=None)
             store.drop_links(conn, source.id)
-        if credentials_changed:
+        if credentials_changed or rotated_secrets:
             values.update(options=orjson.dumps(options).decode(), secrets=env.box.seal(secrets))
         if "enabled" in changes:
             values["enabled"] = bool(changes["enabled"])
