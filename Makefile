@@ -35,6 +35,7 @@ check: $(STAMP) services
 
 bench: $(STAMP)
 	$(PY) bench/hub_upsert.py
+	$(PY) bench/sync_engine.py
 
 docs: $(STAMP)
 	$(PY) -m contactsync errors --markdown > docs/errors.md
