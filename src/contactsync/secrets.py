@@ -2,8 +2,8 @@
 
 Keys come from ``CONTACTSYNC_SECRET_KEYS`` (comma-separated; the first one encrypts, every
 one decrypts) or, for the embedded default, from a key file created on first use with mode
-0600. Rotating: put a new key first, keep the old ones, run ``contactsync secrets rotate``
-(re-encrypts every source), then drop the old keys.
+0600. Rotating: put a new key first and keep the old ones; a source's credentials are
+re-sealed with the new key whenever they are saved.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class SecretBox:
         except ValueError:
             raise ConfigError(
                 "CONTACTSYNC_SECRET_KEYS holds a key that is not a Fernet key "
-                "(32 url-safe base64 bytes; make one with `contactsync secrets new-key`)",
+                "(32 url-safe base64 bytes, e.g. from "
+                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)",
                 code="E100",
             ) from None
 
@@ -55,9 +56,6 @@ class SecretBox:
                 code="E100",
             ) from None
         return data
-
-    def rotate(self, token: str) -> str:
-        return self._fernet.rotate(token.encode()).decode() if token else token
 
 
 def new_key() -> str:

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     secret_keys: str = Field(
         "",
         description="Fernet keys that encrypt source credentials, comma-separated: the first encrypts, "
-        "all decrypt (rotation: put the new key first, run `contactsync secrets rotate`). "
+        "all decrypt (rotation: put the new key first and keep the old ones). "
         "When empty, a key is created in `secret_key_file`.",
     )
     secret_key_file: str = Field(
