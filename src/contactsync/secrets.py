@@ -30,8 +30,7 @@ class SecretBox:
         except ValueError:
             raise ConfigError(
                 "CONTACTSYNC_SECRET_KEYS holds a key that is not a Fernet key "
-                "(32 url-safe base64 bytes, e.g. from "
-                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)",
+                "(32 url-safe base64 bytes, as cryptography's Fernet.generate_key() makes)",
                 code="E100",
             ) from None
 
