@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from contactsync.hub import customers as hub_customers
-from contactsync.hub.consent import Status
 from contactsync.secrets import SecretBox, new_key
 from contactsync.sync import sources
 from contactsync.sync.engine import RunResult, run_source
