@@ -302,3 +302,124 @@ def test_consent_writes_are_recorded_with_the_source_as_origin(
     b = hub_by_email(hub)["b@example.com"]
     ledger = hub_customers.consent_ledger(hub.db, hub.workspace_id, b["id"])
     assert ledger and ledger[0]["origin"] == WriteContext(origin=source.origin).origin
+
+
+# --- seed 000's table: what a change to a source needs -----------------------------------------
+
+
+def _other_node(hub: Hub, name: str) -> str:
+    from contactsync.hub import workspaces
+
+    return workspaces.create_node(hub.db, hub.workspace_id, name).id
+
+
+def _refused(env: SyncEnv, hub: Hub, source: Source, changes: dict[str, Any], code: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        sources.update_source(env, hub.workspace_id, source.id, changes)
+    assert e.value.code == code, e.value.message
+
+
+def test_changing_the_node_needs_it_disabled_and_both_nodes_empty(
+    env: SyncEnv, hub: Hub, user_db: memory.MemoryUserDb
+) -> None:
+    source = make_source(env, hub, user_db)
+    new_node = _other_node(hub, "new")
+    _refused(env, hub, source, {"node": new_node}, "E401")
+    sources.update_source(env, hub.workspace_id, source.id, {"enabled": False})
+    customer(hub, "a@example.com")
+    _refused(env, hub, source, {"node": new_node}, "E402")  # the current node is not empty
+    hub_customers.delete(hub.db, hub.workspace_id, hub_by_email(hub)["a@example.com"]["id"])
+    hub_customers.create(
+        hub.db, hub.workspace_id, {"nodeId": new_node, "base": {"contacts": {"email": "b@x.it"}}}
+    )
+    _refused(env, hub, source, {"node": new_node}, "E402")  # the new node is not empty
+    third = _other_node(hub, "third")
+    assert sources.update_source(env, hub.workspace_id, source.id, {"node": third}).node_id == third
+
+
+def test_changing_credentials_needs_it_disabled(env: SyncEnv, hub: Hub, user_db: memory.MemoryUserDb) -> None:
+    source = make_source(env, hub, user_db)
+    customer(hub, "a@example.com")
+    user_db.api_key = "rotated"
+    _refused(env, hub, source, {"config": {"api_key": "rotated"}}, "E401")
+    sources.update_source(env, hub.workspace_id, source.id, {"enabled": False})
+    # same user DB: a node with customers is fine (our deviation from the seed, see sync/sources.py)
+    changed = sources.update_source(env, hub.workspace_id, source.id, {"config": {"api_key": "rotated"}})
+    assert changed.secrets["api_key"] == "rotated"
+
+
+def test_changing_the_user_db_needs_it_disabled_the_node_and_the_new_user_db_empty(
+    env: SyncEnv, hub: Hub, user_db: memory.MemoryUserDb
+) -> None:
+    source = make_source(env, hub, user_db)
+    other = memory.user_db(f"other-{next(_names)}")
+    change = {"config": {"user_db": other.name}}
+    _refused(env, hub, source, change, "E401")
+    sources.update_source(env, hub.workspace_id, source.id, {"enabled": False})
+    c = customer(hub, "a@example.com")
+    _refused(env, hub, source, change, "E402")
+    hub_customers.delete(hub.db, hub.workspace_id, c["id"])
+    rid = other.add({"email": "z@example.com"})
+    _refused(env, hub, source, change, "E403")
+    other.remove(rid)
+    assert sources.update_source(env, hub.workspace_id, source.id, change).user_db == f"memory:{other.name}"
+
+
+def test_changing_node_and_user_db_together(env: SyncEnv, hub: Hub, user_db: memory.MemoryUserDb) -> None:
+    source = make_source(env, hub, user_db)
+    sources.update_source(env, hub.workspace_id, source.id, {"enabled": False})
+    other = memory.user_db(f"other-{next(_names)}")
+    new_node = _other_node(hub, "new")
+    hub_customers.create(
+        hub.db, hub.workspace_id, {"nodeId": new_node, "base": {"contacts": {"email": "b@x.it"}}}
+    )
+    _refused(env, hub, source, {"node": new_node, "config": {"user_db": other.name}}, "E402")
+    empty = _other_node(hub, "empty")
+    moved = sources.update_source(
+        env, hub.workspace_id, source.id, {"node": empty, "config": {"user_db": other.name}}
+    )
+    assert (moved.node_id, moved.user_db) == (empty, f"memory:{other.name}")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sync": {"subscription_map": [{"hub": "newsletter", "provider": "offers"}]}},
+        {"sync": {"field_map": FIELD_MAP[:2]}},
+    ],
+    ids=["subscription map", "field map"],
+)
+def test_changing_the_maps_needs_it_disabled(
+    env: SyncEnv, hub: Hub, user_db: memory.MemoryUserDb, change: dict[str, Any]
+) -> None:
+    source = make_source(env, hub, user_db)
+    customer(hub, "a@example.com")
+    _refused(env, hub, source, change, "E401")
+    sources.update_source(env, hub.workspace_id, source.id, {"enabled": False})
+    sources.update_source(env, hub.workspace_id, source.id, change)  # a non-empty node is fine here
+
+
+def test_aggregate_nodes_get_no_subscription_sync(
+    env: SyncEnv, hub: Hub, user_db: memory.MemoryUserDb
+) -> None:
+    from contactsync.hub import workspaces
+    from contactsync.hub.workspaces import NodeKind
+
+    agg = workspaces.create_node(
+        hub.db, hub.workspace_id, "all", kind=NodeKind.AGGREGATE, members=[hub.node_id]
+    )
+    spec = {
+        "name": "agg",
+        "node": agg.id,
+        "provider": "memory",
+        "config": {"user_db": user_db.name},
+        "sync": {
+            "field_map": FIELD_MAP,
+            "match_keys": ["base.contacts.email"],
+            "subscription_map": [{"hub": "newsletter", "provider": "news"}],
+            "direction": "to_provider",
+        },
+    }
+    with pytest.raises(ConfigError) as e:
+        sources.create_source(env, hub.workspace_id, spec)
+    assert e.value.code == "E400" and "subscriptions" in e.value.message
