@@ -104,6 +104,10 @@ class MemoryUserDb:
             row.deleted = True
             self._touch(remote_id, row)
 
+    def is_live(self, remote_id: str | None) -> bool:
+        row = self.rows.get(remote_id) if remote_id else None
+        return row is not None and not row.deleted
+
     def live(self) -> dict[str, _Row]:
         with self.lock:
             return {k: v for k, v in self.rows.items() if not v.deleted}
@@ -194,7 +198,7 @@ class MemoryConnector:
         with self.db.lock:
             self.db.calls += 1
             for item in items:
-                rid = item.remote_id if item.remote_id in self.db.live() else None
+                rid = item.remote_id if self.db.is_live(item.remote_id) else None
                 rid = rid or self.db.find(item.match)
                 current = self.db.rows[rid].fields if rid else {}
                 merged = {**current, **item.fields}
@@ -219,7 +223,7 @@ class MemoryConnector:
         with self.db.lock:
             self.db.calls += 1
             for rid in remote_ids:
-                if rid in self.db.live():
+                if self.db.is_live(rid):
                     self.db.remove(rid)
         return [WriteResult(rid, rid) for rid in remote_ids]
 
