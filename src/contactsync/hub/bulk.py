@@ -3,24 +3,45 @@
 Records are matched to existing customers by the workspace's matching key; only records
 whose content hash differs are rewritten and journaled, so re-loading a file with 1% of
 rows changed writes 1% of the rows. Subscriptions go through the consent rules as anywhere.
+
+The hot path, per record: validation (a hand-written check for plain records, the
+workspace's compiled JSON-schema validator for the others), one serialisation of the
+stored document, one MD5 of those bytes, an id from a block generated per batch. Per
+batch: while the previous batch matched nothing, the new customers are inserted straight
+away (the unique index on the matching key stops any that exist, and the batch is then
+redone with the lookup of existing customers); the journal entries go in one statement.
 """
 
 from __future__ import annotations
 
+import gc
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import islice
 from typing import Any
 
+import orjson
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection
+
 from contactsync.errors import FieldProblem, InputError
 from contactsync.hub import subscriptions as subs
-from contactsync.hub.context import WriteContext, journal_entry
-from contactsync.hub.customers import body_of
-from contactsync.hub.document import CustomerDoc, merge_patch, parse_customer
-from contactsync.hub.ids import new_id
+from contactsync.hub.context import WriteContext
+from contactsync.hub.document import CustomerDoc, customer_parser, match_key_function, merge_patch
 from contactsync.hub.times import now_ms
-from contactsync.hub.workspaces import Node, Workspace, load_node, load_workspace, require_writable
+from contactsync.hub.workspaces import (
+    Node,
+    UniquenessPolicy,
+    Workspace,
+    load_node,
+    load_workspace,
+    require_writable,
+)
 from contactsync.store import customers as store
 from contactsync.store import journal
 from contactsync.store import subscriptions as sub_store
@@ -63,6 +84,81 @@ def _batches(
         yield batch
 
 
+# -- ids ------------------------------------------------------------------------------------------
+
+_ids_lock = threading.Lock()
+_ids_last_ms = 0
+_SEQ_HEX = [f"{s:03x}" for s in range(4096)]
+_VARIANT_HEX = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` ascending ids in the layout of :func:`contactsync.hub.ids.new_id`.
+
+    UUID version 7: 48-bit millisecond time, 12-bit counter, variant 0b10, 62 random bits.
+    A block takes the milliseconds from now on (one per 4,096 ids) that no earlier block
+    took, so blocks never overlap; the random bits keep them apart from ``new_id``'s.
+    """
+    global _ids_last_ms
+    if n <= 0:
+        return []
+    with _ids_lock:
+        first_ms = max(now_ms(), _ids_last_ms + 1)
+        _ids_last_ms = first_ms + ((n - 1) >> 12)
+    rand = os.urandom(8 * n).hex()
+    seq_hex = _SEQ_HEX
+    variant = _VARIANT_HEX
+    out: list[str] = []
+    append = out.append
+    done = 0
+    ms = first_ms
+    while done < n:
+        h = f"{ms:012x}"
+        head = f"{h[:8]}-{h[8:]}-7"
+        for seq in range(min(4096, n - done)):
+            r = rand[16 * done : 16 * done + 16]
+            append(f"{head}{seq_hex[seq]}-{variant[r[0]]}{r[1:4]}-{r[4:]}")
+            done += 1
+        ms += 1
+    return out
+
+
+# -- the collector while a bulk upsert runs -------------------------------------------------------
+
+_gc_lock = threading.Lock()
+_gc_users = 0
+_saved_gc_threshold: tuple[int, ...] = ()
+#: allocations between two young-generation collections while a bulk upsert runs. A batch's
+#: records and documents live until the batch is written, so with CPython's default (700)
+#: each batch is promoted to the oldest generation and every other batch sets off a full
+#: collection of the heap: a quarter of the run, for nothing (reference counting frees them)
+GC_THRESHOLD = 100_000
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Raise the collector's threshold (process-wide; restored when the last upsert ends)."""
+    global _gc_users, _saved_gc_threshold
+    with _gc_lock:
+        if _gc_users == 0:
+            _saved_gc_threshold = gc.get_threshold()
+            gc.set_threshold(max(_saved_gc_threshold[0], GC_THRESHOLD), *_saved_gc_threshold[1:])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_saved_gc_threshold)
+
+
+# -- the upsert -----------------------------------------------------------------------------------
+
+#: a parsed record: index in the input, document, matching key, stored JSON text, content hash
+_Item = tuple[int, CustomerDoc, str | None, str, str]
+
+
 def upsert_customers(
     db: Database,
     workspace_id: str,
@@ -73,81 +169,205 @@ def upsert_customers(
     mode: UpsertMode = UpsertMode.REPLACE,
     batch_size: int = 5000,
     on_batch: Callable[[UpsertReport], None] | None = None,
+    pipelined: bool = True,
 ) -> UpsertReport:
     """Insert new customers and update matched ones, streaming ``records`` in batches.
 
     A record that fails validation is reported with its index and code; the others go on.
+    Each batch is written in its own transaction, in input order; ``on_batch`` sees the
+    report after each commit.
+
+    ``pipelined``: while a second thread writes batch N (the database engine releases the
+    GIL while it works), this one reads and validates batch N + 1; False does both in turn
+    on this thread. Either way the writes, the report and the calls of ``on_batch`` are the
+    same, and at most two batches are held in memory.
     """
     with db.read() as conn:
         ws = load_workspace(conn, workspace_id)
         node = load_node(conn, workspace_id, node_id)
     require_writable(node)
     report = UpsertReport()
-    for batch in _batches(records, batch_size):
-        _upsert_batch(db, ws, node, batch, ctx, mode, report)
+    loader = _Loader(db, ws, node, ctx, mode)
+
+    def done(failures: list[RecordFailure], plan: _Plan) -> None:
+        report.failed += sorted(failures + plan.failed, key=lambda f: f.index)
+        report.created += plan.created
+        report.updated += plan.updated
+        report.unchanged += plan.unchanged
+        report.consent_refused += plan.refused
         if on_batch is not None:
             on_batch(report)
+
+    with _fewer_collections():
+        if not pipelined:
+            for batch in _batches(records, batch_size):
+                items, failures = loader.parse(batch)
+                done(failures, loader.write(items, loader.plan_new(items)))
+            return report
+        with ThreadPoolExecutor(1, thread_name_prefix="bulk-writer") as writer:
+            pending: tuple[list[RecordFailure], Future[_Plan]] | None = None
+            try:
+                for batch in _batches(records, batch_size):
+                    items, failures = loader.parse(batch)
+                    new = loader.plan_new(items)
+                    if pending is not None:
+                        done(pending[0], pending[1].result())
+                    pending = (failures, writer.submit(loader.write, items, new))
+            except BaseException:
+                # reading the input failed while a batch was being written: as in turns, that
+                # batch is written and reported first, and its own error wins
+                if pending is not None:
+                    error = pending[1].exception()
+                    if error is not None:
+                        raise error  # noqa: B904 - the error in flight is chained as its context
+                    done(pending[0], pending[1].result())
+                raise
+            if pending is not None:
+                done(pending[0], pending[1].result())
     return report
 
 
-def _parse(
-    ws: Workspace, batch: list[tuple[int, Mapping[str, Any]]], report: UpsertReport
-) -> list[tuple[int, CustomerDoc, str | None]]:
-    parsed: list[tuple[int, CustomerDoc, str | None]] = []
-    first_seen: dict[str, int] = {}
-    for index, record in batch:
-        try:
-            doc = parse_customer(record, ws.extended_schema)
-        except InputError as e:
-            problem = e.problems[0] if e.problems else FieldProblem("", e.message, e.code)
-            report.failed.append(RecordFailure(index, problem.code, problem.path, problem.message))
-            continue
-        key = ws.key_of(doc)
-        if key is not None:
-            if key in first_seen:
-                report.failed.append(
-                    RecordFailure(
-                        index,
-                        "E300",
-                        "",
-                        f"same customer as record {first_seen[key]} of this input",
-                    )
-                )
-                continue
-            first_seen[key] = index
-        parsed.append((index, doc, key))
-    return parsed
+def _failure(index: int, error: InputError) -> RecordFailure:
+    problem = error.problems[0] if error.problems else FieldProblem("", error.message, error.code)
+    return RecordFailure(index, problem.code, problem.path, problem.message)
 
 
-def _upsert_batch(
-    db: Database,
-    ws: Workspace,
-    node: Node,
-    batch: list[tuple[int, Mapping[str, Any]]],
-    ctx: WriteContext,
-    mode: UpsertMode,
-    report: UpsertReport,
-) -> None:
-    parsed = _parse(ws, batch, report)
-    keys = [key for _, _, key in parsed if key is not None]
-    with db.write() as conn:
-        existing = (
-            store.find_by_match_keys(conn, node.id, keys, with_data=mode == UpsertMode.MERGE) if keys else {}
+@dataclass
+class _Plan:
+    """What one batch writes, decided before anything is written."""
+
+    inserts: list[store.NewCustomer] = field(default_factory=list)
+    updates: list[store.NewCustomer] = field(default_factory=list)  # rewritten whole
+    touched: list[str] = field(default_factory=list)
+    entries: list[tuple[str, str]] = field(default_factory=list)  # journal: (customer id, operation)
+    subs: subs.SubscriptionWrites = field(default_factory=subs.SubscriptionWrites)
+    failed: list[RecordFailure] = field(default_factory=list)  # refused while planning (E206 …)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+class _Loader:
+    def __init__(self, db: Database, ws: Workspace, node: Node, ctx: WriteContext, mode: UpsertMode) -> None:
+        self.db, self.ws, self.node, self.ctx, self.mode = db, ws, node, ctx, mode
+        self.parse_doc = customer_parser(ws.extended_schema)
+        # Workspace.key_of, with the property paths split once
+        self.key_of: Callable[[CustomerDoc], str | None] = (
+            (lambda _doc: None)
+            if ws.uniqueness_policy == UniquenessPolicy.NO_CHECK
+            else match_key_function(ws.matching_properties, ws.case_sensitive)
         )
-        with_subs = [existing[k].id for _, d, k in parsed if d.subscriptions and k in existing]
+        # insert without looking up existing customers first while the last batch matched none
+        self.optimistic = True
+
+    def parse(self, batch: list[tuple[int, Mapping[str, Any]]]) -> tuple[list[_Item], list[RecordFailure]]:
+        parsed: list[_Item] = []
+        failed: list[RecordFailure] = []
+        first_seen: dict[str, int] = {}
+        parse_doc, key_of, sort_keys = self.parse_doc, self.key_of, orjson.OPT_SORT_KEYS
+        for index, record in batch:
+            try:
+                doc = parse_doc(record)
+            except InputError as e:
+                failed.append(_failure(index, e))
+                continue
+            key = key_of(doc)
+            if key is not None:
+                if key in first_seen:
+                    failed.append(
+                        RecordFailure(
+                            index,
+                            "E300",
+                            "",
+                            f"same customer as record {first_seen[key]} of this input",
+                        )
+                    )
+                    continue
+                first_seen[key] = index
+            data_json = orjson.dumps(doc.data, option=sort_keys)
+            # kept as text: orjson's bytes keep a 4 KB buffer each (20 MB a batch)
+            parsed.append((index, doc, key, data_json.decode(), doc.content_hash(data_json)))
+        return parsed, failed
+
+    def plan_new(self, items: list[_Item]) -> _Plan | None:
+        """The plan of a batch whose customers are all new, made ahead of its transaction.
+
+        None when the writer will not try that (the last batch matched customers) or when a
+        record has subscriptions (their rows carry the transaction's time).
+        """
+        if not self.optimistic or any(doc.subscriptions for _, doc, _, _, _ in items):
+            return None
+        plan = _Plan(created=len(items))
+        ids = new_ids(len(items))
+        plan.inserts = [
+            (customer_id, doc.external_id, key, doc.enabled, content_hash, data_text)
+            for customer_id, (_, doc, key, data_text, content_hash) in zip(ids, items, strict=True)
+        ]
+        plan.entries = [(customer_id, "CREATE") for customer_id in ids]
+        return plan
+
+    def write(self, items: list[_Item], new: _Plan | None = None) -> _Plan:
+        """Write a batch in one transaction; ``new``: its plan if all its customers are new."""
+        node_id, ws_id = self.node.id, self.ws.id
+        with self.db.write() as conn:
+            plan: _Plan | None = None
+            at = now_ms()
+            if self.optimistic:
+                plan = new if new is not None else self._plan(conn, items, {}, at)
+                try:
+                    with conn.begin_nested():
+                        store.insert_new(conn, ws_id, node_id, at, plan.inserts)
+                except exc.IntegrityError:  # some exist after all: redo the batch with the lookup
+                    plan = None
+            if plan is None:
+                keys = [key for _, _, key, _, _ in items if key is not None]
+                existing = store.find_existing(conn, node_id, keys, with_data=self.mode == UpsertMode.MERGE)
+                self.optimistic = not existing
+                plan = self._plan(conn, items, existing, at)
+                store.insert_new(conn, ws_id, node_id, at, plan.inserts)
+            store.update_changed(conn, at, plan.updates)
+            for customer_id in plan.touched:
+                store.touch(conn, customer_id, at)
+            plan.subs.apply(conn)
+            journal.append_entries(conn, ws_id, node_id, "CUSTOMER", self.ctx.origin, at, plan.entries)
+        return plan
+
+    def _plan(
+        self, conn: Connection, items: list[_Item], existing: dict[str, store.Existing], at: int
+    ) -> _Plan:
+        plan = _Plan()
+        node, ctx = self.node, self.ctx
+        with_subs = [existing[k].id for _, d, k, _, _ in items if d.subscriptions and k in existing]
         current_subs = sub_store.for_customers(conn, with_subs)
-        at = now_ms()
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        touched: list[str] = []
-        journal_rows: list[dict[str, Any]] = []
-        sub_writes = subs.SubscriptionWrites()
-        for index, doc, key in parsed:
-            row = existing.get(key) if key is not None else None
-            if row is not None and mode == UpsertMode.MERGE:
-                doc = parse_customer(
+        ids = iter(new_ids(sum(1 for item in items if item[2] not in existing)))
+        inserts, entries = plan.inserts, plan.entries
+        for index, doc, key, data_text, content_hash in items:
+            row = existing.get(key) if existing and key is not None else None
+            if row is None:
+                customer_id = next(ids)
+                if doc.subscriptions:
+                    try:
+                        planned = subs.plan(customer_id, node.id, doc.subscriptions, {}, ctx, at)
+                    except InputError as e:
+                        plan.failed.append(_failure(index, e))
+                        continue
+                    plan.refused += [(index, sid) for sid in planned.refused]
+                    plan.subs.extend(planned)
+                inserts.append((customer_id, doc.external_id, key, doc.enabled, content_hash, data_text))
+                plan.created += 1
+                entries.append((customer_id, "CREATE"))
+                continue
+            customer_id = row.id
+            if self.mode == UpsertMode.MERGE:
+                body = {
+                    **orjson.loads(row.data or "{}"),
+                    "externalId": row.external_id,
+                    "enabled": row.enabled,
+                }
+                doc = self.parse_doc(
                     merge_patch(
-                        body_of(row),
+                        body,  # as hub.customers.body_of
                         {
                             **doc.as_body(),
                             "base": {
@@ -155,47 +375,30 @@ def _upsert_batch(
                                 "subscriptions": doc.subscriptions,
                             },
                         },
-                    ),
-                    ws.extended_schema,
+                    )
                 )
-            data_json = doc.content_json()
-            content_hash = doc.content_hash(data_json)
-            customer_id = row.id if row is not None else new_id()
-            values = {
-                "id": customer_id,
-                "external_id": doc.external_id,
-                "match_key": key,
-                "enabled": doc.enabled,
-                "updated_at": at,
-                "content_hash": content_hash,
-                "data": data_json.decode(),
-            }
-            profile_changed = row is None or content_hash != row.content_hash
-            if row is None:
-                inserts.append({**values, "workspace_id": ws.id, "node_id": node.id, "registered_at": at})
-            elif profile_changed:
-                updates.append(values)
+                data_json = doc.content_json()
+                content_hash = doc.content_hash(data_json)
+                data_text = data_json.decode()
             sub_changed = False
             if doc.subscriptions:
                 current = {s.subscription_id: s for s in current_subs.get(customer_id, [])}
-                planned = subs.plan(customer_id, node.id, doc.subscriptions, current, ctx, at)
+                try:
+                    planned = subs.plan(customer_id, node.id, doc.subscriptions, current, ctx, at)
+                except InputError as e:
+                    plan.failed.append(_failure(index, e))
+                    continue
                 sub_changed = planned.changed
-                report.consent_refused += [(index, sid) for sid in planned.refused]
-                sub_writes.extend(planned)
-            if row is None:
-                report.created += 1
-            elif profile_changed or sub_changed:
-                report.updated += 1
+                plan.refused += [(index, sid) for sid in planned.refused]
+                plan.subs.extend(planned)
+            profile_changed = content_hash != row.content_hash
+            if profile_changed:
+                plan.updates.append((customer_id, doc.external_id, key, doc.enabled, content_hash, data_text))
+            if profile_changed or sub_changed:
+                plan.updated += 1
                 if not profile_changed:
-                    touched.append(customer_id)
+                    plan.touched.append(customer_id)
+                entries.append((customer_id, "UPDATE"))
             else:
-                report.unchanged += 1
-                continue
-            op = "CREATE" if row is None else "UPDATE"
-            journal_rows.append(journal_entry(ws.id, node.id, "CUSTOMER", customer_id, op, ctx, at))
-        store.insert_many(conn, inserts)
-        store.update_many(conn, updates)
-        for customer_id in touched:
-            store.touch(conn, customer_id, at)
-        sub_writes.apply(conn)
-        journal.append(conn, journal_rows)
+                plan.unchanged += 1
+        return plan

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Result, Row
 from sqlalchemy.sql.elements import ColumnElement
@@ -43,6 +46,52 @@ def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.exec_driver_sql(_insert_sql(conn.dialect.name), params)
 
 
+#: one row of :func:`insert_new`: id, external_id, match_key, enabled, content_hash, data (JSON text)
+NewCustomer = tuple[str, str | None, str | None, bool, str, str]
+
+_NEW_COLUMNS = ("id", "external_id", "match_key", "enabled", "content_hash", "data")
+_NEW_ROW_PARAMS = len(_NEW_COLUMNS)
+
+
+@lru_cache(maxsize=8)
+def _insert_new_sqlite(rows: int) -> str:
+    """One INSERT of ``rows`` new customers; node, workspace and times are bound once."""
+    columns = ", ".join(_INSERT_COLUMNS)
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO customers ({columns}) SELECT column1, ?, ?, column2, column3, column4, ?, ?,"  # noqa: S608 - constants
+        f" column5, column6 FROM (VALUES {values})"
+    )
+
+
+def insert_new(
+    conn: Connection, workspace_id: str, node_id: str, at: int, rows: Sequence[NewCustomer]
+) -> None:
+    """Insert new customers of one node, all registered and updated at ``at`` (bulk path).
+
+    On SQLite a batch is one multi-row INSERT when the build allows that many parameters
+    (Debian's: 250,000), so the driver is called once, not once per row, and releases the
+    GIL for the whole batch; PostgreSQL gets an executemany.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(
+            _insert_sql(conn.dialect.name),
+            [(r[0], workspace_id, node_id, r[1], r[2], r[3], at, at, r[4], r[5]) for r in rows],
+        )
+        return
+    dbapi = conn.connection.dbapi_connection
+    limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if dbapi is not None else 999
+    chunk = max(1, (limit - 4) // _NEW_ROW_PARAMS)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        params: list[Any] = [workspace_id, node_id, at, at]
+        for row in part:
+            params.extend(row)
+        conn.exec_driver_sql(_insert_new_sqlite(len(part)), tuple(params))
+
+
 def update_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Rewrite whole customers; each row has ``id`` plus the updatable columns."""
     if not rows:
@@ -53,6 +102,38 @@ def update_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         .values({c: sa.bindparam(c) for c in _UPDATABLE})
     )
     conn.execute(stmt, [{**{c: r[c] for c in _UPDATABLE}, "_id": r["id"]} for r in rows])
+
+
+@lru_cache(maxsize=8)
+def _update_changed_sqlite(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "UPDATE customers SET external_id = v.column2, match_key = v.column3, enabled = v.column4,"  # noqa: S608 - constants
+        " updated_at = ?, content_hash = v.column5, data = v.column6"
+        f" FROM (VALUES {values}) AS v WHERE customers.id = v.column1"
+    )
+
+
+def update_changed(conn: Connection, at: int, rows: Sequence[NewCustomer]) -> None:
+    """Rewrite whole customers, all updated at ``at``; rows as for :func:`insert_new` (bulk path).
+
+    SQLite (3.33 and later: UPDATE … FROM) gets one statement per batch, PostgreSQL an
+    executemany: the SQLite driver takes the GIL back for every row of an executemany.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite" or sqlite3.sqlite_version_info < (3, 33):
+        update_many(conn, [dict(zip(_NEW_COLUMNS, r, strict=True)) | {"updated_at": at} for r in rows])
+        return
+    dbapi = conn.connection.dbapi_connection
+    limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if dbapi is not None else 999
+    chunk = max(1, (limit - 1) // _NEW_ROW_PARAMS)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        params: list[Any] = [at]
+        for row in part:
+            params.extend(row)
+        conn.exec_driver_sql(_update_changed_sqlite(len(part)), tuple(params))
 
 
 def touch(conn: Connection, customer_id: str, updated_at: int) -> None:
@@ -89,6 +170,53 @@ def find_by_match_keys(
         cols += [customers.c.data, customers.c.external_id, customers.c.enabled]
     query = sa.select(*cols).where(customers.c.node_id == node_id, customers.c.match_key.in_(list(keys)))
     return {row.match_key: row for row in conn.execute(query)}
+
+
+class Existing(NamedTuple):
+    """An existing customer as the bulk path needs it (see :func:`find_existing`)."""
+
+    id: str
+    match_key: str
+    content_hash: str
+    registered_at: int
+    data: str | None = None  # JSON text; with_data only
+    external_id: str | None = None
+    enabled: bool | None = None
+
+
+def find_existing(
+    conn: Connection, node_id: str, keys: Sequence[str], *, with_data: bool = False
+) -> dict[str, Existing]:
+    """:func:`find_by_match_keys` for the bulk path: the keys travel as one parameter.
+
+    On SQLite the answer is one JSON array from one row: the driver releases and takes back
+    the GIL for every row it steps through, and a thread busy elsewhere makes each of those
+    a wait.
+    """
+    if not keys:
+        return {}
+    columns = "id, match_key, content_hash, registered_at"
+    if conn.dialect.name == "postgresql":
+        if with_data:
+            columns += ", CAST(data AS TEXT) AS data, external_id, enabled"
+        sql = f"SELECT {columns} FROM customers WHERE node_id = %s AND match_key = ANY(%s)"  # noqa: S608 - constants
+        rows: Sequence[Any] = conn.exec_driver_sql(sql, (node_id, list(keys))).all()
+    else:
+        if with_data:
+            columns += ", data, external_id, enabled"
+        sql = (
+            f"SELECT json_group_array(json_array({columns})) FROM customers"  # noqa: S608 - constants
+            " WHERE node_id = ? AND match_key IN (SELECT value FROM json_each(?))"
+        )
+        found = conn.exec_driver_sql(sql, (node_id, orjson.dumps(list(keys)).decode())).scalar_one()
+        rows = orjson.loads(found)
+    out = {}
+    for row in rows:
+        existing = Existing(*row)
+        if with_data:
+            existing = existing._replace(enabled=bool(existing.enabled))
+        out[existing.match_key] = existing
+    return out
 
 
 def delete(conn: Connection, customer_id: str) -> None:
