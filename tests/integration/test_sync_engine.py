@@ -12,7 +12,6 @@ from contactsync.connectors import memory
 from contactsync.errors import ConfigError
 from contactsync.hub import customers as hub_customers
 from contactsync.hub.consent import Status
-from contactsync.hub.context import WriteContext
 from contactsync.secrets import SecretBox, new_key
 from contactsync.store import sync as sync_store
 from contactsync.sync import sources
@@ -301,7 +300,7 @@ def test_consent_writes_are_recorded_with_the_source_as_origin(
     run(env, source)
     b = hub_by_email(hub)["b@example.com"]
     ledger = hub_customers.consent_ledger(hub.db, hub.workspace_id, b["id"])
-    assert ledger and ledger[0]["origin"] == WriteContext(origin=source.origin).origin
+    assert ledger and ledger[0]["origin"] == f"sync:{source.id}"
 
 
 # --- seed 000's table: what a change to a source needs -----------------------------------------

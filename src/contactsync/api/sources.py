@@ -6,9 +6,7 @@ page (``GET …/runs/{run_id}``) shows its counts as it goes.
 
 from __future__ import annotations
 
-import io
 import threading
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -137,11 +135,5 @@ def run_records(
 @router.get("/{ref}/runs/{run_id}/records.csv")
 def run_records_csv(wid: str, ref: str, run_id: str, env: Env, who: Member) -> StreamingResponse:
     runs.get_run(env, wid, run_id)  # 404 before streaming starts
-
-    def rows() -> Iterator[str]:
-        buffer = io.StringIO()
-        runs.write_csv(env, wid, run_id, buffer)
-        yield buffer.getvalue()
-
     headers = {"Content-Disposition": f'attachment; filename="run-{run_id}.csv"'}
-    return StreamingResponse(rows(), media_type="text/csv", headers=headers)
+    return StreamingResponse(runs.csv_chunks(env, wid, run_id), media_type="text/csv", headers=headers)

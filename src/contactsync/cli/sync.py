@@ -244,7 +244,7 @@ def runs_list(
                 r["id"],
                 r["startedAt"],
                 r["trigger"],
-                r["status"],
+                r["status"] + (" (dry run)" if r["dryRun"] else ""),
                 "/".join(str(h[k]) for k in keys),
                 "/".join(str(p[k]) for k in keys),
             )

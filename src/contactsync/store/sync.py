@@ -58,12 +58,11 @@ def source_for_user_db(conn: Connection, provider: str, user_db: str) -> Row[Any
 
 
 def delete_source(conn: Connection, source_id: str) -> None:
-    for table in (run_records,):
-        conn.execute(
-            table.delete().where(
-                table.c.run_id.in_(sa.select(runs.c.id).where(runs.c.source_id == source_id))
-            )
+    conn.execute(
+        run_records.delete().where(
+            run_records.c.run_id.in_(sa.select(runs.c.id).where(runs.c.source_id == source_id))
         )
+    )
     for t in (runs, links, sync_retries):
         conn.execute(t.delete().where(t.c.source_id == source_id))
     conn.execute(sources.delete().where(sources.c.id == source_id))
@@ -137,19 +136,21 @@ def retry_ids(conn: Connection, source_id: str, limit: int) -> list[str]:
 
 
 def set_retries(conn: Connection, source_id: str, failed: dict[str, str], done: Sequence[str]) -> None:
-    """Remember customers whose provider write failed (id → code); forget those that went through."""
+    """Remember customers whose provider write failed (id → code), counting the attempts;
+    forget those that went through."""
     ids = list(failed) + list(done)
-    if ids:
-        conn.execute(
-            sync_retries.delete().where(
-                sync_retries.c.source_id == source_id, sync_retries.c.customer_id.in_(ids)
-            )
-        )
+    if not ids:
+        return
+    where = (sync_retries.c.source_id == source_id, sync_retries.c.customer_id.in_(ids))
+    attempts = dict(
+        conn.execute(sa.select(sync_retries.c.customer_id, sync_retries.c.attempts).where(*where)).all()
+    )
+    conn.execute(sync_retries.delete().where(*where))
     if failed:
         conn.execute(
             sync_retries.insert(),
             [
-                {"source_id": source_id, "customer_id": c, "code": code, "attempts": 1}
+                {"source_id": source_id, "customer_id": c, "code": code, "attempts": attempts.get(c, 0) + 1}
                 for c, code in failed.items()
             ],
         )

@@ -391,13 +391,13 @@ class Run:
         )
         outcome = merge(self.settings, base, hv, pv, hub_newer=hub_newer)
         if customer_id is not None:
-            self._apply_consent(customer_id, outcome, pv, barriers)
+            self._apply_consent(key, customer_id, outcome, pv, barriers)
         remote_id = record.remote_id if record is not None else None
         item = Item(key, customer_id, remote_id, base=outcome.merged, conflicts=len(outcome.conflicts))
         if self.settings.debug:
             item.before = {"hub": _view_json(hv), "provider": _view_json(pv)}
         if outcome.writes_hub or (customer_id is None and self.direction.allows("hub")):
-            fields = outcome.hub_fields if customer_id else {k: v for k, v in outcome.merged.fields.items()}
+            fields = outcome.hub_fields if customer_id else dict(outcome.merged.fields)
             item.hub_change = sync_writes.HubChange(
                 key=key,
                 customer_id=customer_id,
@@ -409,11 +409,16 @@ class Run:
             item.write = self.mapping.write_item(
                 key, remote_id, outcome.merged, outcome.provider_fields, outcome.provider_subs
             )
-        self._count_destructive(outcome, base)
+        self._count_destructive(outcome)
         return item
 
     def _apply_consent(
-        self, customer_id: str, outcome: Outcome, pv: View, barriers: dict[tuple[str, str], consent.Current]
+        self,
+        key: str,
+        customer_id: str,
+        outcome: Outcome,
+        pv: View,
+        barriers: dict[tuple[str, str], consent.Current],
     ) -> None:
         """Predict the hub's consent decision for each subscription change, so the provider gets
         the status the hub will really hold (an automatic resubscribe is refused)."""
@@ -430,14 +435,16 @@ class Run:
                 outcome.provider_subs[sid] = decision.status
             else:
                 outcome.provider_subs.pop(sid, None)
-            self._log_consent(customer_id, sid, wanted, decision)
+            self._log_consent(key, customer_id, sid, wanted, decision)
 
-    def _log_consent(self, customer_id: str, sid: str, wanted: Status, decision: consent.Decision) -> None:
+    def _log_consent(
+        self, key: str, customer_id: str, sid: str, wanted: Status, decision: consent.Decision
+    ) -> None:
         self._pending_logs.append(
             {
                 "side": "hub",
                 "action": "skipped",
-                "key": customer_id,
+                "key": key[:512],
                 "customer_id": customer_id,
                 "code": "E301",
                 "reason": f"subscription {sid}: {wanted.value} refused by the consent rules "
@@ -446,7 +453,7 @@ class Run:
         )
         self.counts.hub.skipped += 1
 
-    def _count_destructive(self, outcome: Outcome, base: View | None) -> None:
+    def _count_destructive(self, outcome: Outcome) -> None:
         for side, subs in (("hub", outcome.hub_subs), ("provider", outcome.provider_subs)):
             if any(s in consent.OPTED_OUT for s in subs.values()):
                 self.destructive[side] += 1
@@ -492,8 +499,6 @@ class Run:
                 retries = store.retry_ids(conn, self.source.id, self.batch_size) if first else []
             first = False
             if not rows and not retries:
-                if cursor != self.source.hub_cursor or high > cursor:
-                    self._apply(connector, Batch(), hub_cursor=high)
                 return
             next_cursor = rows[-1].seq if rows else cursor
             if not self.direction.allows("provider"):
@@ -709,7 +714,7 @@ class Run:
                 customer_id = hub.customer_id
                 action = "deleted" if item.hub_delete else "created" if hub.created else "updated"
                 if hub.changed or hub.created:
-                    setattr(self.counts.hub, action, getattr(self.counts.hub, action) + 1)
+                    _bump(self.counts.hub, action)
                     logs.append(self._log(item, "hub", action, None, None, customer_id=customer_id))
                 if item.base is not None:  # a refusal the prediction missed: the hub's status stands
                     for sid, status in hub.statuses.items():
@@ -723,7 +728,7 @@ class Run:
             else:
                 remote_id = written.remote_id or remote_id
                 action = "deleted" if item.provider_delete else "created" if written.created else "updated"
-                setattr(self.counts.provider, action, getattr(self.counts.provider, action) + 1)
+                _bump(self.counts.provider, action)
                 logs.append(self._log(item, "provider", action, None, None, remote_id=remote_id))
                 if customer_id:
                     links.done.append(customer_id)
@@ -747,8 +752,7 @@ class Run:
 
     def _problem(self, item: Item, side: str, code: str, message: str) -> dict[str, Any]:
         action = "skipped" if code in SKIP_CODES else "failed"
-        counts = self.counts.side(side)
-        setattr(counts, action, getattr(counts, action) + 1)
+        _bump(self.counts.side(side), action)
         return self._log(item, side, action, code, message)
 
     def _log(
@@ -819,6 +823,10 @@ class Run:
     def _report(self, phase: str) -> None:
         if self.progress is not None:
             self.progress(phase, self.counts)
+
+
+def _bump(counts: SideCounts, action: str) -> None:
+    setattr(counts, action, getattr(counts, action) + 1)
 
 
 @dataclass

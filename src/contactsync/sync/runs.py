@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -93,11 +94,25 @@ def safe_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def csv_chunks(
+    env: SyncEnv, workspace_id: str, run_id: str, *, action: str | None = None, rows_per_chunk: int = 1000
+) -> Iterator[str]:
+    """A run's records as CSV text, a chunk at a time (memory stays flat for any run size)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    keys = ("side", "action", "key", "customerId", "remoteId", "code", "reason", "before", "after")
+    for n, r in enumerate(iter_records(env, workspace_id, run_id, action=action), start=1):
+        writer.writerow([safe_cell(r[k]) for k in keys])
+        if n % rows_per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
 def write_csv(
     env: SyncEnv, workspace_id: str, run_id: str, stream: TextIO, *, action: str | None = None
 ) -> None:
-    writer = csv.writer(stream)
-    writer.writerow(CSV_COLUMNS)
-    keys = ("side", "action", "key", "customerId", "remoteId", "code", "reason", "before", "after")
-    for r in iter_records(env, workspace_id, run_id, action=action):
-        writer.writerow([safe_cell(r[k]) for k in keys])
+    for chunk in csv_chunks(env, workspace_id, run_id, action=action):
+        stream.write(chunk)

@@ -99,18 +99,17 @@ class SyncSettings(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> SyncSettings:
         hubs = [m.hub for m in self.field_map]
-        providers = [m.provider for m in self.field_map]
-        for name, values in (("hub", hubs), ("provider", providers)):
+        checks = (
+            ("field_map", "hub field", hubs),
+            ("field_map", "provider field", [m.provider for m in self.field_map]),
+            ("subscription_map", "hub subscription", [m.hub for m in self.subscription_map]),
+            ("subscription_map", "provider list", [m.provider for m in self.subscription_map]),
+        )
+        for map_name, what, values in checks:
             dup = next((v for v in values if values.count(v) > 1), None)
             if dup is not None:
-                raise ValueError(f"field_map maps {name} field {dup!r} twice")
+                raise ValueError(f"{map_name} maps {what} {dup!r} twice")
         for key in self.match_keys:
             if key not in hubs:
                 raise ValueError(f"match key {key!r} is not in the field map")
-        subs = [m.hub for m in self.subscription_map]
-        lists = [m.provider for m in self.subscription_map]
-        for name, values in (("hub subscription", subs), ("provider list", lists)):
-            dup = next((v for v in values if values.count(v) > 1), None)
-            if dup is not None:
-                raise ValueError(f"subscription_map maps {name} {dup!r} twice")
         return self
