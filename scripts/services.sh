@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the database servers the test suite talks to are up on loopback:
-# PostgreSQL on 127.0.0.1:5432 and MariaDB on 127.0.0.1:3306.
+# PostgreSQL on 127.0.0.1:5432 and MariaDB on 127.0.0.1:3306; and that OpenSSH's sshd and
+# Chromium are installed for the SFTP and browser tests.
 # Installs them from Debian's packages when missing, starts them when stopped, and
 # creates the test database. Under CI=true a server that cannot be started fails the run.
 set -uo pipefail
@@ -50,6 +51,17 @@ if start_postgres; then
         fail "could not create the contactsync_test database"
 else
     fail "PostgreSQL is not reachable on $PG_HOST:$PG_PORT and could not be started"
+fi
+
+# OpenSSH's server (the SFTP tests start their own sshd on a loopback port with a generated
+# host key) and Chromium (the console's browser tests), from Debian's packages.
+need_packages=()
+[ -x /usr/sbin/sshd ] || need_packages+=(openssh-server)
+command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+if [ ${#need_packages[@]} -gt 0 ]; then
+    echo "services: installing ${need_packages[*]}" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}") >/dev/null 2>&1 ||
+        fail "could not install ${need_packages[*]} from Debian's packages"
 fi
 
 if ! start_mariadb; then

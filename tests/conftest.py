@@ -26,6 +26,8 @@ PG_URL = os.environ.get(
 )
 IN_CI = os.environ.get("CI") == "true"
 
+pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.sftp"]
+
 
 def _missing(what: str) -> None:
     message = f"{what} is not reachable; start it with scripts/services.sh"

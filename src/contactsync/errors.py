@@ -55,6 +55,18 @@ _ENTRIES = [
         "Run `contactsync migrate` with the same `CONTACTSYNC_DATABASE_URL`, then retry.",
     ),
     ErrorInfo(
+        "E103",
+        "email_not_configured",
+        "No SMTP server is configured, or it refused contactsync's login.",
+        "Set `CONTACTSYNC_SMTP_HOST`, `_PORT`, `_SECURITY`, `_USERNAME` and `_PASSWORD`, then retry.",
+    ),
+    ErrorInfo(
+        "E104",
+        "email_send_failed",
+        "The SMTP server could not be reached or did not accept the message.",
+        "Check that the SMTP server is up and reachable; the email is retried on the next attempt.",
+    ),
+    ErrorInfo(
         "E110",
         "unauthenticated",
         "The request carries no valid API token.",
@@ -229,6 +241,13 @@ _ENTRIES = [
         "The provider's rate limit (per second or per day) was reached and retries ran out.",
         "Run again after the limit resets; lower the source's frequency if it happens often.",
     ),
+    # 60x-61x: exchange files and endpoints (transports, codecs)
+    # 62x-65x: exchange jobs and their rows
+    # 66x-67x: schedules and the run queue
+    # 70x-71x: subscribe / unsubscribe API, double opt-in, MailUp-compatible frontend
+    # 72x-73x: webhooks (outbound deliveries, inbound provider events)
+    # 74x-75x: Mailchimp
+    # 80x-82x: the console (users, sessions, CSRF)
     # 9xx: bugs
     ErrorInfo(
         "E999",

@@ -37,6 +37,18 @@ class Settings(BaseSettings):
         "./var/secret.key", description="Where the generated key lives when `secret_keys` is empty."
     )
 
+    smtp_host: str = Field(
+        "", description="SMTP server for confirmation emails and reports; empty: no email is sent."
+    )
+    smtp_port: int = Field(25, description="SMTP server port (587 with STARTTLS, 465 with implicit TLS).")
+    smtp_security: str = Field(
+        "none", description="`none`, `starttls` (upgrade after connecting) or `tls` (implicit TLS, port 465)."
+    )
+    smtp_username: str = Field("", description="SMTP login; empty: no authentication.")
+    smtp_password: str = Field("", description="SMTP password (only from the environment or `.env`).")
+    smtp_from: str = Field("contactsync@localhost", description="Sender address of every email.")
+    smtp_timeout: float = Field(30.0, description="Seconds to wait for the SMTP server.")
+
     def effective_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 

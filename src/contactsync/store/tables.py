@@ -239,3 +239,21 @@ run_records = sa.Table(
     sa.Column("after", sa.Text),  # JSON, debug mode only
     sa.Index("ix_run_records_run_id", "run_id"),
 )
+
+# The tables of later features live in their own modules, on this same metadata.
+from contactsync.store import (  # noqa: E402
+    console_tables,
+    exchange_tables,
+    optin_tables,
+    schedule_tables,
+    webhook_tables,
+)
+
+__all__ = [
+    "console_tables",
+    "exchange_tables",
+    "metadata",
+    "optin_tables",
+    "schedule_tables",
+    "webhook_tables",
+]

@@ -1,0 +1,1 @@
+"""Notifications: email (confirmation links, run reports) and outbound webhooks."""

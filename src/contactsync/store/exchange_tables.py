@@ -1,0 +1,11 @@
+"""Exchange jobs, their runs and failed rows.
+
+SQLAlchemy Core, on the hub's metadata Core,; migration 0004 creates them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa  # noqa: F401
+
+from contactsync.store.tables import metadata  # noqa: F401
+from contactsync.store.types import BigId, Millis  # noqa: F401
