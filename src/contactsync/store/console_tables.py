@@ -1,6 +1,6 @@
 """Console users and sessions.
 
-SQLAlchemy Core, on the hub's metadata Core,; migration 0007 creates them.
+SQLAlchemy Core, on the hub's metadata; migration 0007 creates them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Exchange jobs, their runs and failed rows.
 
-SQLAlchemy Core, on the hub's metadata Core,; migration 0004 creates them.
+SQLAlchemy Core, on the hub's metadata; migration 0004 creates them.
 """
 
 from __future__ import annotations

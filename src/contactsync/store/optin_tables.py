@@ -1,6 +1,6 @@
 """Double opt-in requests and the frontend IP allow-list.
 
-SQLAlchemy Core, on the hub's metadata Core,; migration 0005 creates them.
+SQLAlchemy Core, on the hub's metadata; migration 0005 creates them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Schedules and the run queue.
 
-SQLAlchemy Core, on the hub's metadata Core,; migration 0003 creates them.
+SQLAlchemy Core, on the hub's metadata; migration 0003 creates them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Outbound webhooks, their deliveries, inbound provider events.
 
-SQLAlchemy Core, on the hub's metadata Core,; migration 0006 creates them.
+SQLAlchemy Core, on the hub's metadata; migration 0006 creates them.
 """
 
 from __future__ import annotations
