@@ -146,6 +146,19 @@ def test_read_reports_a_removed_record_as_a_tombstone(harness: Harness) -> None:
     assert result.deleted == [ids[0]]
 
 
+def test_fetch_returns_the_current_state_of_the_asked_records(harness: Harness) -> None:
+    """A targeted pull (after a webhook): the records as they are now; gone ones left out."""
+    conn = harness.connector()
+    ids = harness.seed([person(harness, n) for n in range(3)])
+    harness.advance_clock(2)
+    harness.edit(ids[0], {harness.first_name_field: "Edited"})
+    harness.remove(ids[2])
+    got = {r.remote_id: r for r in conn.fetch([ids[0], ids[1], ids[2]])}
+    assert set(got) == {ids[0], ids[1]}
+    assert got[ids[0]].fields[harness.first_name_field] == "Edited"
+    assert got[ids[1]].fields[harness.email_field] == "p1@example.com"
+
+
 def test_first_read_since_returns_only_records_updated_from_then(harness: Harness) -> None:
     conn = harness.connector()
     if not conn.capabilities.change_feed:

@@ -154,6 +154,11 @@ class Connector(Protocol):
         records updated at or after ``since`` (epoch ms) when given."""
         ...
 
+    def fetch(self, remote_ids: Sequence[str]) -> list[RemoteRecord]:
+        """The current state of these records (a targeted pull, e.g. after a webhook); ids
+        the provider no longer has, or holds as deleted, are left out."""
+        ...
+
     def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
         """Upsert ``items``; one result per item in the same order."""
         ...

@@ -512,6 +512,19 @@ class ConstantContactConnector:
             yield ReadBatch(records, deleted, cursor)
             page = following
 
+    def fetch(self, remote_ids: Sequence[str]) -> list[RemoteRecord]:
+        records = []
+        for remote_id in remote_ids:
+            response = self._call("GET", f"/contacts/{remote_id}", params={"include": INCLUDE})
+            if response.status_code == 404:
+                continue
+            if response.status_code != 200:
+                raise ConfigError(f"Constant Contact refused GET /contacts/{remote_id}: {_message(response)}")
+            contact = response.json()
+            if not contact.get("deleted_at"):
+                records.append(self._record(contact))
+        return records
+
     def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
         results: list[WriteResult | None] = [None] * len(items)
         prepared: list[_Item] = []

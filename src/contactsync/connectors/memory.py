@@ -191,6 +191,13 @@ class MemoryConnector:
             after = changed[-1][1].seq
             yield ReadBatch(records, deleted, str(after))
 
+    def fetch(self, remote_ids: Sequence[str]) -> list[RemoteRecord]:
+        self.check()
+        with self.db.lock:
+            self.db.calls += 1
+            rows = [(rid, self.db.rows[rid]) for rid in remote_ids if self.db.is_live(rid)]
+            return [RemoteRecord(rid, dict(r.fields), dict(r.lists), r.updated_at) for rid, r in rows]
+
     def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
         self.check()
         results = []

@@ -135,6 +135,23 @@ class SqlConnector:
         for rows, _ in self._pages(timed, functools.partial(_after_row, t), start):
             yield self._batch(t, rows, cursor_of(rows[-1], t))
 
+    def fetch(self, remote_ids: Sequence[str]) -> list[RemoteRecord]:
+        t = self._table()
+        keys = []
+        for remote_id in remote_ids:
+            try:
+                keys.append(_key(t, remote_id))
+            except Problem:  # not a key of this table: there is no such row
+                continue
+        if not keys:
+            return []
+        stmt = sa.select(t.table).where(t.key.in_(keys)).order_by(t.key)
+        live = t.live()
+        if live is not None:
+            stmt = stmt.where(live)
+        with database.connect(self.engine) as conn:
+            return [record_of(row, t) for row in conn.execute(stmt)]
+
     def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
         t = self._table()
         with database.connect(self.engine) as conn, conn.begin():
