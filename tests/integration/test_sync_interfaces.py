@@ -98,6 +98,10 @@ def test_sources_and_runs_over_http(live_server: str, hub: Hub) -> None:
         assert len(rows) == 2
         assert all(not (r["after"] or "x").startswith(("=", "+", "-", "@")) for r in rows)
 
+        for path in ("", "/records", "/records.csv"):  # a run is only reached through its own source
+            elsewhere = client.get(f"{base}/other-source/runs/{run['id']}{path}")
+            assert elsewhere.status_code == 404 and elsewhere.json()["code"] == "E120"
+
         listed = client.get(f"{base}/crm/runs").json()["elements"]
         assert [r["id"] for r in listed] == [run["id"]]
 

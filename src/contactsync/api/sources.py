@@ -111,7 +111,7 @@ def list_runs(
 
 @router.get("/{ref}/runs/{run_id}")
 def get_run(wid: str, ref: str, run_id: str, env: Env, who: Member) -> dict[str, Any]:
-    return runs.get_run(env, wid, run_id)
+    return runs.get_run(env, wid, run_id, source_ref=ref)
 
 
 @router.get("/{ref}/runs/{run_id}/records")
@@ -125,7 +125,7 @@ def run_records(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
     records = []
-    for r in runs.iter_records(env, wid, run_id, action=action):
+    for r in runs.iter_records(env, wid, run_id, action=action, source_ref=ref):
         records.append(r)
         if len(records) == limit:
             break
@@ -134,6 +134,7 @@ def run_records(
 
 @router.get("/{ref}/runs/{run_id}/records.csv")
 def run_records_csv(wid: str, ref: str, run_id: str, env: Env, who: Member) -> StreamingResponse:
-    runs.get_run(env, wid, run_id)  # 404 before streaming starts
+    runs.get_run(env, wid, run_id, source_ref=ref)  # 404 before streaming starts
     headers = {"Content-Disposition": f'attachment; filename="run-{run_id}.csv"'}
-    return StreamingResponse(runs.csv_chunks(env, wid, run_id), media_type="text/csv", headers=headers)
+    chunks = runs.csv_chunks(env, wid, run_id, source_ref=ref)
+    return StreamingResponse(chunks, media_type="text/csv", headers=headers)

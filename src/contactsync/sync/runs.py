@@ -43,16 +43,19 @@ def run_json(env: SyncEnv, run_id: str) -> dict[str, Any]:
     return _run(row)
 
 
-def _check_run(env: SyncEnv, workspace_id: str, run_id: str) -> None:
+def _check_run(env: SyncEnv, workspace_id: str, run_id: str, source_ref: str | None) -> None:
+    """404 unless the run belongs to the workspace and, when given, to that source."""
     with env.db.read() as conn:
         row = store.get_run(conn, run_id)
         source = store.get_source_by_id(conn, row.source_id) if row is not None else None
     if row is None or source is None or source.workspace_id != workspace_id:
         raise not_found("run", run_id)
+    if source_ref is not None and source_ref not in (source.id, source.name):
+        raise not_found("run", run_id)
 
 
-def get_run(env: SyncEnv, workspace_id: str, run_id: str) -> dict[str, Any]:
-    _check_run(env, workspace_id, run_id)
+def get_run(env: SyncEnv, workspace_id: str, run_id: str, *, source_ref: str | None = None) -> dict[str, Any]:
+    _check_run(env, workspace_id, run_id, source_ref)
     return run_json(env, run_id)
 
 
@@ -63,10 +66,16 @@ def list_runs(env: SyncEnv, workspace_id: str, source_ref: str, limit: int = 20)
 
 
 def iter_records(
-    env: SyncEnv, workspace_id: str, run_id: str, *, action: str | None = None, page: int = 2000
+    env: SyncEnv,
+    workspace_id: str,
+    run_id: str,
+    *,
+    action: str | None = None,
+    page: int = 2000,
+    source_ref: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """A run's records in order, streamed page by page."""
-    _check_run(env, workspace_id, run_id)
+    _check_run(env, workspace_id, run_id, source_ref)
     after = 0
     while True:
         with env.db.read() as conn:
@@ -95,14 +104,21 @@ def safe_cell(value: Any) -> str:
 
 
 def csv_chunks(
-    env: SyncEnv, workspace_id: str, run_id: str, *, action: str | None = None, rows_per_chunk: int = 1000
+    env: SyncEnv,
+    workspace_id: str,
+    run_id: str,
+    *,
+    action: str | None = None,
+    rows_per_chunk: int = 1000,
+    source_ref: str | None = None,
 ) -> Iterator[str]:
     """A run's records as CSV text, a chunk at a time (memory stays flat for any run size)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     keys = ("side", "action", "key", "customerId", "remoteId", "code", "reason", "before", "after")
-    for n, r in enumerate(iter_records(env, workspace_id, run_id, action=action), start=1):
+    records = iter_records(env, workspace_id, run_id, action=action, source_ref=source_ref)
+    for n, r in enumerate(records, start=1):
         writer.writerow([safe_cell(r[k]) for k in keys])
         if n % rows_per_chunk == 0:
             yield buffer.getvalue()
