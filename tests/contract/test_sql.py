@@ -72,6 +72,35 @@ def test_rows_with_equal_timestamps_are_neither_lost_nor_repeated(sql: SqlHarnes
     assert [r.remote_id for r in read_all(conn, batches[-1].cursor).records] == [late]
 
 
+def test_sqlite_times_written_by_other_programs_are_ordered_as_times(lite: SqlHarness) -> None:
+    """SQLite compares time text as text: ISO with a 'T', CURRENT_TIMESTAMP's whole seconds and
+    an offset all sort wrongly against SQLAlchemy's own form. Reads must still end, and
+    return each row once in time order."""
+    ids = lite.seed([_email(n) for n in range(6)])
+    texts = [
+        "2024-05-01T12:00:00",  # ISO with a T (the same second as the next two)
+        "2024-05-01 12:00:00",  # CURRENT_TIMESTAMP's form
+        "2024-05-01 12:00:00.000000",  # SQLAlchemy's form
+        "2024-05-01T13:30:00+02:00",  # 11:30 UTC: the earliest
+        "2024-05-01 12:00:00.500",
+        "2024-05-02T08:00:00Z",
+    ]
+    with lite.engine.begin() as conn:
+        for rid, text in zip(ids, texts, strict=True):
+            conn.exec_driver_sql(f"UPDATE {lite.table.name} SET updated_at = ? WHERE id = ?", (text, rid))
+    conn = lite.connector()
+    first = read_all(conn)
+    assert [r.remote_id for r in first.records] == [ids[3], ids[0], ids[1], ids[2], ids[4], ids[5]]
+    assert read_all(conn, first.cursor).records == []
+    # a row written later within the last second read, with a higher key, is still read
+    [late] = lite.seed([_email(99)])
+    with lite.engine.begin() as c:
+        c.exec_driver_sql(
+            f"UPDATE {lite.table.name} SET updated_at = '2024-05-02 08:00:00' WHERE id = {late}"
+        )
+    assert [r.remote_id for r in read_all(conn, first.cursor).records] == [late]
+
+
 def test_rows_without_a_timestamp_are_read_on_the_first_run(lite: SqlHarness) -> None:
     ids = lite.seed([_email(n) for n in range(5)])
     with lite.engine.begin() as conn:

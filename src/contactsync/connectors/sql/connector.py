@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
@@ -121,19 +123,19 @@ class SqlConnector:
             for rows, is_last in self._pages(sa.select(t.table).order_by(t.key), after_key, start):
                 yield self._batch(t, rows, LISTING_DONE if is_last else cursor_of(rows[-1], t))
             return
-        u = t.updated_at
+        u, clock = t.updated_at, self._clock(t)
         start = None
         if last is not None and last[0] is not None:
-            start = rows_after(u, t.key, *last)
+            start = rows_after(clock.expr, t.key, clock.param(last[0]), last[1])
         elif last is not None or since is None:  # first the rows that never had an update time
             untimed = sa.select(t.table).where(u.is_(None)).order_by(t.key)
             for rows, _ in self._pages(untimed, after_key, t.key > last[1] if last else None):
                 yield self._batch(t, rows, cursor_of(rows[-1], t))
         else:
-            start = u >= values.since_for(u, since)
-        timed = sa.select(t.table).where(u.is_not(None)).order_by(u, t.key)
-        for rows, _ in self._pages(timed, functools.partial(_after_row, t), start):
-            yield self._batch(t, rows, cursor_of(rows[-1], t))
+            start = clock.expr >= clock.param(values.since_for(u, since))
+        timed = sa.select(t.table, *clock.columns).where(u.is_not(None)).order_by(clock.expr, t.key)
+        for rows, _ in self._pages(timed, functools.partial(_after_row, t, clock), start):
+            yield self._batch(t, rows, cursor_of(rows[-1], t, clock))
 
     def fetch(self, remote_ids: Sequence[str]) -> list[RemoteRecord]:
         t = self._table()
@@ -301,6 +303,24 @@ class SqlConnector:
             changes[t.updated_at] = values.now_for(t.updated_at)
         conn.execute(sa.update(t.table).where(t.key == key, live).values(changes))
 
+    def _clock(self, t: SqlTable) -> _Clock:
+        """How rows are ordered by update time. SQLite keeps times as text and compares them as
+        text, so a table whose times are not all in SQLAlchemy's own format (ISO with a 'T',
+        whole seconds from CURRENT_TIMESTAMP, an offset) is ordered by the time normalised
+        with strftime: slower (no index unless one is made on that expression), never wrong."""
+        u = t.updated_at
+        assert u is not None
+        if self.engine.dialect.name != "sqlite":
+            return _Clock(u)
+        odd = sa.select(sa.literal(1)).where(
+            u.is_not(None), u.op("NOT GLOB", is_comparison=True)(_SQLITE_CANONICAL)
+        )
+        with database.connect(self.engine) as conn:
+            if conn.execute(odd.select_from(t.table).limit(1)).first() is None:
+                return _Clock(u)
+        normalised = sa.func.strftime("%Y-%m-%d %H:%M:%f", u)
+        return _Clock(normalised, normalised.label(_NORMALISED), _sqlite_text)
+
     def _table(self) -> SqlTable:
         if self._reflected is None:
             with database.connect(self.engine) as conn:
@@ -317,8 +337,44 @@ def record_of(row: Row, t: SqlTable) -> RemoteRecord:
     return RemoteRecord(str(got[t.key]), fields, lists, updated_at)
 
 
-def cursor_of(row: Row, t: SqlTable) -> str:
+# SQLAlchemy's text form of a DATETIME on SQLite, which sorts as text in time order
+_SQLITE_CANONICAL = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9]*"
+_NORMALISED = "_contactsync_updated_at"
+
+
+def _sqlite_text(stamp: dt.datetime) -> str:
+    """A time as SQLite's strftime('%Y-%m-%d %H:%M:%f') writes it (UTC, milliseconds)."""
+    naive = values.utc(stamp).replace(tzinfo=None)
+    return naive.strftime("%Y-%m-%d %H:%M:%S.") + f"{naive.microsecond // 1000:03d}"
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """The update-time expression rows are ordered and compared by, the extra column that
+    selects it (when it is not the column itself), and how a time becomes its parameter."""
+
+    expr: sa.ColumnElement[Any]
+    label: sa.Label[Any] | None = None
+    to_param: Callable[[dt.datetime], Any] | None = None
+
+    @property
+    def columns(self) -> list[sa.Label[Any]]:
+        return [self.label] if self.label is not None else []
+
+    def param(self, stamp: dt.datetime) -> Any:
+        return self.to_param(stamp) if self.to_param is not None else stamp
+
+    def stamp(self, row: Row, t: SqlTable) -> Any:
+        got = row._mapping
+        if self.label is not None:
+            return dt.datetime.fromisoformat(got[_NORMALISED])
+        return got[t.updated_at] if t.updated_at is not None else None
+
+
+def cursor_of(row: Row, t: SqlTable, clock: _Clock | None = None) -> str:
     got = row._mapping
+    if clock is not None:
+        return make_cursor(clock.stamp(row, t), got[t.key])
     return make_cursor(got[t.updated_at] if t.updated_at is not None else None, got[t.key])
 
 
@@ -327,9 +383,8 @@ def _after_key(t: SqlTable, row: Row) -> sa.ColumnElement[bool]:
     return condition
 
 
-def _after_row(t: SqlTable, row: Row) -> sa.ColumnElement[bool]:
-    assert t.updated_at is not None
-    return rows_after(t.updated_at, t.key, row._mapping[t.updated_at], row._mapping[t.key])
+def _after_row(t: SqlTable, clock: _Clock, row: Row) -> sa.ColumnElement[bool]:
+    return rows_after(clock.expr, t.key, clock.param(clock.stamp(row, t)), row._mapping[t.key])
 
 
 def _find(conn: sa.Connection, t: SqlTable, match: dict[str, Any]) -> Row | None:

@@ -36,7 +36,7 @@ def parse_cursor(cursor: str | None) -> tuple[dt.datetime | None, str] | None:
 
 
 def rows_after(
-    updated_at: sa.Column[Any], key: sa.Column[Any], stamp: Any, key_value: Any
+    updated_at: sa.ColumnElement[Any], key: sa.Column[Any], stamp: Any, key_value: Any
 ) -> sa.ColumnElement[bool]:
     """Rows after (stamp, key) in (updated_at, key) order: ties on the time go by key, so no
     row that shares a time with the last one read is skipped or read twice."""
