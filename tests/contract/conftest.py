@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract import harness_constantcontact, harness_sql
+from tests.contract import harness_constantcontact, harness_mailchimp, harness_sql
 from tests.contract.harness import Harness
 
 HarnessMaker = Callable[[str, pytest.FixtureRequest, Path], Iterator[Harness]]
@@ -23,6 +23,7 @@ HARNESSES: dict[str, HarnessMaker] = {
     "sql-postgresql": harness_sql.harness_for,
     "sql-mariadb": harness_sql.harness_for,
     "constantcontact": harness_constantcontact.harness_for,
+    "mailchimp": harness_mailchimp.harness_for,
 }
 _MARKS = {"sql-postgresql": [pytest.mark.postgres]}
 

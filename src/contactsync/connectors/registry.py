@@ -18,6 +18,7 @@ _MODULES = {
     "sql": "contactsync.connectors.sql",
     "constantcontact": "contactsync.connectors.constantcontact",
     "memory": "contactsync.connectors.memory",
+    "mailchimp": "contactsync.connectors.mailchimp",
 }
 
 
