@@ -1,0 +1,1 @@
+"""Data Exchange: batch modules (importer, updater, displacer, exporter) over files and databases."""
