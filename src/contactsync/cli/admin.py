@@ -1,14 +1,16 @@
-"""Commands: serve, migrate, demo, workspace, token, errors."""
+"""Commands: serve, worker, migrate, demo, workspace, token, errors."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from contactsync.cli import app, database, emit, handles_errors, out
+from contactsync.cli import app, database, emit, err, handles_errors, out
 from contactsync.errors import catalogue_markdown
 from contactsync.hub import tokens, workspaces
 from contactsync.hub.bulk import UpsertMode, upsert_customers
@@ -21,6 +23,7 @@ workspace_app = typer.Typer(no_args_is_help=True, help="Workspaces.")
 app.add_typer(token_app, name="token")
 app.add_typer(workspace_app, name="workspace")
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 WorkspaceOpt = Annotated[
     str | None, typer.Option("--workspace", "-w", help="Workspace id (default: the first one).")
@@ -89,22 +92,73 @@ def migrate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background/--no-background",
+            help="Run the scheduler and workers in this process (off: start `contactsync worker`s).",
+        ),
+    ] = True,
 ) -> None:
-    """Run the API service (migrates first)."""
+    """Run the API service with the scheduler and workers beside it (migrates first)."""
     import uvicorn
 
     from contactsync.api import create_app
+    from contactsync.scheduling import background as bg
 
     settings = get_settings()
     db = database(migrated=False)
     db.migrate()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(
-        create_app(db, settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level="info",
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    threads = bg.start(db, settings) if background else None
+    # uvicorn handles SIGTERM/SIGINT, then raises the signal again: land it here, so that the
+    # background threads are stopped below instead of the process dying on the spot
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: None)
+    try:
+        uvicorn.run(
+            create_app(db, settings),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="info",
+        )
+    finally:
+        if threads is not None:
+            threads.stop(settings.worker_stop_seconds)
+
+
+@app.command()
+@handles_errors
+def worker(
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Also run the scheduler and the real-time push (off: only run queued requests).",
+        ),
+    ] = True,
+) -> None:
+    """Run queued source syncs and exchange jobs (and the scheduler) without the API, until
+    SIGTERM or Ctrl-C."""
+    from contactsync.scheduling import background as bg
+
+    settings = get_settings()
+    db = database()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    threads = bg.start(db, settings, scheduler=scheduler)
+    err.print(f"worker running: {', '.join(threads.names)}", highlight=False)
+    while not stop.wait(1.0):
+        pass
+    err.print("stopping: waiting for running requests to finish", highlight=False)
+    clean = threads.stop(settings.worker_stop_seconds)
+    err.print("worker stopped" if clean else "worker stopped; unfinished runs resume later", highlight=False)
 
 
 @app.command()

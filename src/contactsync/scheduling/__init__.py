@@ -1,0 +1,1 @@
+"""Schedules, the run queue and the worker that executes source syncs and exchange jobs."""
