@@ -49,6 +49,66 @@ class Settings(BaseSettings):
     smtp_from: str = Field("contactsync@localhost", description="Sender address of every email.")
     smtp_timeout: float = Field(30.0, description="Seconds to wait for the SMTP server.")
 
+    exchange_local_root: str = Field(
+        "./var/exchange",
+        description="Folder that `file://` exchange endpoints must lie under (relative to the working "
+        "directory); SQLite client databases must lie under it too.",
+    )
+    exchange_max_line_bytes: int = Field(
+        1_048_576,
+        ge=64,
+        description="Longest line (CSV) or record (XML) an exchange file may hold, in bytes; "
+        "a longer one rejects the whole file (E601).",
+    )
+    exchange_connect_timeout: float = Field(
+        30.0, description="Seconds to wait for an SFTP server or a client database to answer."
+    )
+
+    webhook_timeout_s: float = Field(10.0, description="Seconds a webhook receiver has to answer.")
+    webhook_backoff_s: float = Field(
+        30.0, description="Delay before the first webhook retry; it doubles per attempt (with jitter)."
+    )
+    webhook_backoff_max_s: float = Field(3600.0, description="Longest delay between two webhook retries.")
+    webhook_retry_hours: float = Field(
+        24.0, description="How long a webhook delivery is retried before it is marked failed."
+    )
+    webhook_concurrency: int = Field(4, ge=1, description="Webhook deliveries sent in parallel.")
+    webhook_poll_s: float = Field(
+        1.0, description="Seconds between two looks at the outbox and the inbound queue when idle."
+    )
+    inbound_max_age_s: float = Field(
+        5400.0,
+        description="Inbound provider events with an older (or future) timestamp are refused; the default "
+        "outlasts Mailchimp's 75 minutes of retries. Replays are refused by event id at any age.",
+    )
+    optin_expiry_hours: float = Field(
+        48.0, description="Hours a double opt-in confirmation link stays valid."
+    )
+
+    scheduler_tick_seconds: float = Field(
+        5.0, gt=0, description="Seconds between two looks of the scheduler at schedules and sources."
+    )
+    worker_threads: int = Field(2, ge=1, description="Runs a worker process executes at the same time.")
+    worker_poll_seconds: float = Field(1.0, gt=0, description="Seconds an idle worker waits between looks.")
+    worker_heartbeat_seconds: float = Field(
+        10.0, gt=0, description="Seconds between two heartbeats of a worker on the request it runs."
+    )
+    worker_stale_seconds: float = Field(
+        120.0, gt=0, description="A request whose worker has not beaten for this long is run again."
+    )
+    worker_max_attempts: int = Field(
+        5, ge=1, description="Attempts of a request (retries of a busy target, dead workers) before it fails."
+    )
+    worker_stop_seconds: float = Field(
+        30.0, ge=0, description="On shutdown, how long running requests get to finish."
+    )
+    realtime_debounce_seconds: float = Field(
+        2.0, ge=0, description="A hub change is pushed once its node has been quiet this long."
+    )
+    realtime_max_delay_seconds: float = Field(
+        10.0, ge=0, description="Longest wait of a pushed change while its node keeps changing."
+    )
+
     def effective_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 

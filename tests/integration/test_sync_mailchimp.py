@@ -194,6 +194,8 @@ def test_a_compliance_state_becomes_pending_with_a_reason_code(hub: Hub) -> None
         records = list(runs.iter_records(env, hub.workspace_id, pushed.run_id))
         [noted] = [r for r in records if r["code"] == "E742"]
         assert noted["side"] == "provider" and noted["remoteId"] == cid and "pending" in noted["reason"]
+        assert noted["action"] == "skipped"  # a consent rule's outcome, not a failure
+        assert pushed.counts.provider.failed == 0
         member = mc.sandbox.member(mc.audience, cid)
         assert member is not None and member["status"] == "pending"  # never subscribed by us
         assert mc.sandbox.confirmations == ["cy@example.com"]

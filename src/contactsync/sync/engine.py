@@ -49,7 +49,7 @@ from contactsync.sync.settings import DeleteBehaviour, Direction
 from contactsync.sync.sources import Source, SyncEnv, connector_for
 
 LEASE_MS = 5 * 60 * 1000  # a run on another host that has not beaten for this long is dead
-SKIP_CODES = frozenset({"E301", "E420", "E421", "E423"})  # skipped by a rule, not failed
+SKIP_CODES = frozenset({"E301", "E420", "E421", "E423", "E742"})  # skipped by a rule, not failed
 SAMPLE_SIZE = 20
 
 
@@ -202,14 +202,25 @@ class Run:
         self._started = True
 
     def execute(self) -> RunResult:
+        return self.execute_with(self._phases)
+
+    def _phases(self, connector: Connector) -> None:
+        if self.direction.allows("hub"):
+            self._provider_phase(connector)
+        self._hub_phase(connector)
+
+    def execute_with(self, work: Callable[[Connector], None]) -> RunResult:
+        """Start the run if needed, do ``work`` with the source's connector, record the outcome.
+
+        ``execute`` does both phases; a targeted pull (:mod:`contactsync.sync.targeted`) does
+        :meth:`apply_provider_records` for a few records instead.
+        """
         if not self._started:
             self.start()
         connector = self.connector or connector_for(self.env, self.source)
         status, code, message = "succeeded", None, None
         try:
-            if self.direction.allows("hub"):
-                self._provider_phase(connector)
-            self._hub_phase(connector)
+            work(connector)
         except GuardTripped as e:
             status, code, message = "stopped", e.code, e.message
         except ContactsyncError as e:
@@ -295,6 +306,16 @@ class Run:
             batch = self._plan_provider(read)
             self._apply(connector, batch, provider_cursor=read.cursor)
             self._report("provider")
+
+    def apply_provider_records(
+        self, connector: Connector, records: Sequence[RemoteRecord], deleted: Sequence[str] = ()
+    ) -> None:
+        """Phase 1 for these provider records only, as one batch: matched, merged against their
+        links' bases and applied like any batch (``deleted``: tombstones). The provider cursor
+        stays where it is, so the next full run reads them again and finds nothing to do."""
+        batch = self._plan_provider(ReadBatch(list(records), list(deleted), None))
+        self._apply(connector, batch)
+        self._report("provider")
 
     def _plan_provider(self, read: ReadBatch) -> Batch:
         records = list({r.remote_id: r for r in read.records}.values())
