@@ -31,6 +31,7 @@ MODULES = (
     "contactsync.scheduling.source_runs",
     "contactsync.exchange.jobs",
     "contactsync.notify.webhooks",
+    "contactsync.hub.optin",
 )
 
 _factories: list[LoopFactory] = []
