@@ -76,6 +76,19 @@ class UpsertReport:
         return self.created + self.updated + self.unchanged + len(self.failed)
 
 
+@dataclass
+class BatchDone:
+    """One batch as written, handed to ``in_transaction`` inside the batch's transaction."""
+
+    first: int  # index of the batch's first and last record in the input
+    last: int
+    failed: list[RecordFailure]
+    refused: list[tuple[int, str]]  # (record, subscription id) kept by the consent rules
+    created: int
+    updated: int
+    unchanged: int
+
+
 def _batches(
     records: Iterable[Mapping[str, Any]], size: int
 ) -> Iterator[list[tuple[int, Mapping[str, Any]]]]:
@@ -170,6 +183,7 @@ def upsert_customers(
     batch_size: int = 5000,
     on_batch: Callable[[UpsertReport], None] | None = None,
     pipelined: bool = True,
+    in_transaction: Callable[[Connection, BatchDone], None] | None = None,
 ) -> UpsertReport:
     """Insert new customers and update matched ones, streaming ``records`` in batches.
 
@@ -181,13 +195,16 @@ def upsert_customers(
     GIL while it works), this one reads and validates batch N + 1; False does both in turn
     on this thread. Either way the writes, the report and the calls of ``on_batch`` are the
     same, and at most two batches are held in memory.
+
+    ``in_transaction`` runs inside each batch's transaction after its writes, with what the
+    batch did: a caller's own bookkeeping (e.g. an import's resume point) commits with them.
     """
     with db.read() as conn:
         ws = load_workspace(conn, workspace_id)
         node = load_node(conn, workspace_id, node_id)
     require_writable(node)
     report = UpsertReport()
-    loader = _Loader(db, ws, node, ctx, mode)
+    loader = _Loader(db, ws, node, ctx, mode, in_transaction)
 
     def done(failures: list[RecordFailure], plan: _Plan) -> None:
         report.failed += sorted(failures + plan.failed, key=lambda f: f.index)
@@ -202,7 +219,7 @@ def upsert_customers(
         if not pipelined:
             for batch in _batches(records, batch_size):
                 items, failures = loader.parse(batch)
-                done(failures, loader.write(items, loader.plan_new(items)))
+                done(failures, loader.write(items, loader.plan_new(items), failures, _span(batch)))
             return report
         with ThreadPoolExecutor(1, thread_name_prefix="bulk-writer") as writer:
             pending: tuple[list[RecordFailure], Future[_Plan]] | None = None
@@ -212,7 +229,7 @@ def upsert_customers(
                     new = loader.plan_new(items)
                     if pending is not None:
                         done(pending[0], pending[1].result())
-                    pending = (failures, writer.submit(loader.write, items, new))
+                    pending = (failures, writer.submit(loader.write, items, new, failures, _span(batch)))
             except BaseException:
                 # reading the input failed while a batch was being written: as in turns, that
                 # batch is written and reported first, and its own error wins
@@ -225,6 +242,10 @@ def upsert_customers(
             if pending is not None:
                 done(pending[0], pending[1].result())
     return report
+
+
+def _span(batch: list[tuple[int, Mapping[str, Any]]]) -> tuple[int, int]:
+    return batch[0][0], batch[-1][0]
 
 
 def _failure(index: int, error: InputError) -> RecordFailure:
@@ -249,8 +270,17 @@ class _Plan:
 
 
 class _Loader:
-    def __init__(self, db: Database, ws: Workspace, node: Node, ctx: WriteContext, mode: UpsertMode) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ws: Workspace,
+        node: Node,
+        ctx: WriteContext,
+        mode: UpsertMode,
+        in_transaction: Callable[[Connection, BatchDone], None] | None = None,
+    ) -> None:
         self.db, self.ws, self.node, self.ctx, self.mode = db, ws, node, ctx, mode
+        self.in_transaction = in_transaction
         self.parse_doc = customer_parser(ws.extended_schema)
         # Workspace.key_of, with the property paths split once
         self.key_of: Callable[[CustomerDoc], str | None] = (
@@ -307,8 +337,16 @@ class _Loader:
         plan.entries = [(customer_id, "CREATE") for customer_id in ids]
         return plan
 
-    def write(self, items: list[_Item], new: _Plan | None = None) -> _Plan:
-        """Write a batch in one transaction; ``new``: its plan if all its customers are new."""
+    def write(
+        self,
+        items: list[_Item],
+        new: _Plan | None = None,
+        failures: list[RecordFailure] | None = None,
+        span: tuple[int, int] = (0, 0),
+    ) -> _Plan:
+        """Write a batch in one transaction; ``new``: its plan if all its customers are new;
+        ``failures``, ``span``: the batch's records refused while parsing, its first and last index
+        (for ``in_transaction``)."""
         node_id, ws_id = self.node.id, self.ws.id
         with self.db.write() as conn:
             plan: _Plan | None = None
@@ -331,6 +369,12 @@ class _Loader:
                 store.touch(conn, customer_id, at)
             plan.subs.apply(conn)
             journal.append_entries(conn, ws_id, node_id, "CUSTOMER", self.ctx.origin, at, plan.entries)
+            if self.in_transaction is not None:
+                failed = sorted((failures or []) + plan.failed, key=lambda f: f.index)
+                self.in_transaction(
+                    conn,
+                    BatchDone(*span, failed, plan.refused, plan.created, plan.updated, plan.unchanged),
+                )
         return plan
 
     def _plan(
