@@ -36,6 +36,10 @@ check: $(STAMP) services
 bench: $(STAMP)
 	$(PY) bench/hub_upsert.py
 	$(PY) bench/sync_engine.py
+	$(PY) bench/exchange_import.py
+	$(PY) bench/exchange_export.py
+	$(PY) bench/realtime_api.py
+	$(PY) bench/console_pages.py
 
 docs: $(STAMP)
 	$(PY) -m contactsync errors --markdown > docs/errors.md

@@ -43,6 +43,9 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     )
     manage.include_router(management.router)
     manage.include_router(sources.router)
+    from contactsync.api import exchange  # exchange jobs, their runs and schedules
+
+    manage.include_router(exchange.router)
 
     root = FastAPI(title="contactsync", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     root.state.db = db
@@ -55,15 +58,28 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
             conn.exec_driver_sql("SELECT 1")
         return {"status": "ok", "version": __version__}
 
-    @root.get("/")
-    def index() -> dict[str, Any]:
+    @root.get("/about.json")
+    def about() -> dict[str, Any]:
         return {
             "service": "contactsync",
             "version": __version__,
+            "console": "/",
             "hubApi": "/hub/v1/openapi.json",
             "managementApi": "/api/v1/openapi.json",
         }
 
+    from contactsync.api import confirm, frontend, subscriptions  # subscribe API, MailUp forms, DOI page
+
+    manage.include_router(subscriptions.router)
+    root.include_router(frontend.router)
+    root.include_router(confirm.router)
+    from contactsync.api import webhooks  # outbound registrations, inbound provider events
+
+    manage.include_router(webhooks.router)
+    root.include_router(webhooks.inbound_router)
     root.mount("/hub/v1", hub)
     root.mount("/api/v1", manage)
+    from contactsync.web import create_console  # the web console: every path not taken above
+
+    root.mount("/", create_console(db, settings))
     return root

@@ -86,6 +86,15 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def main() -> None:
-    from contactsync.cli import admin, hub, sync  # noqa: F401 - registers the commands
+    from contactsync.cli import (  # noqa: F401 - registers the commands
+        admin,
+        exchange,
+        frontend,
+        hub,
+        schedules,
+        sync,
+        users,
+        webhooks,
+    )
 
     app()

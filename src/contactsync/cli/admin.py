@@ -172,11 +172,31 @@ def demo(as_json: JsonFlag = False) -> None:
     tokens.revoke_token(db, ws.id, name="make-run")
     token, _ = tokens.create_token(db, ws.id, tokens.Role.ADMIN, "make-run")
     url = settings.effective_public_url()
-    info = {"url": url, "workspaceId": ws.id, "nodeId": node.id, "token": token}
+    import secrets
+
+    from contactsync.web import auth  # the console's first admin: made once, with a random password
+
+    password = None
+    if not auth.list_users(db, ws.id):
+        password = secrets.token_urlsafe(12)
+        auth.create_user(db, ws.id, "admin", password, auth.Role.ADMIN)
+    console = {"url": f"{url}/", "user": "admin", "password": password}
+    info = {"url": url, "workspaceId": ws.id, "nodeId": node.id, "token": token, "console": console}
     if as_json:
         emit(info, True)
         return
     out.print(f"contactsync is starting at [bold]{url}[/bold]", highlight=False)
+    if password:
+        out.print(
+            f"  console: {url}/  user [bold]admin[/bold], password [bold]{password}[/bold]"
+            "   (shown once; change it with `contactsync user passwd admin`)",
+            highlight=False,
+        )
+    else:
+        out.print(
+            f"  console: {url}/  (users: `contactsync user list`; reset: `contactsync user passwd NAME`)",
+            highlight=False,
+        )
     out.print(f"  workspace {ws.id}, node {node.id} ({node.name})", highlight=False)
     out.print(
         f"  admin token: [bold]{token}[/bold]   (new at every start; the previous one is revoked)",
