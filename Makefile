@@ -43,6 +43,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m contactsync errors --markdown > docs/errors.md
+	$(PY) scripts/gen_docs.py
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from contactsync.cli import app, database, emit, err, handles_errors, out
-from contactsync.errors import catalogue_markdown
+from contactsync.errors import CATALOGUE, catalogue_markdown
 from contactsync.hub import tokens, workspaces
 from contactsync.hub.bulk import UpsertMode, upsert_customers
 from contactsync.hub.context import WriteContext
@@ -306,7 +306,43 @@ def token_revoke(token_id: str, workspace: WorkspaceOpt = None) -> None:
 
 @app.command("errors")
 def errors_command(
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/errors.md.")] = True,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/errors.md instead.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Print the catalogue of error codes."""
-    typer.echo(catalogue_markdown(), nl=False)
+    """Print the catalogue of error codes: code, name, meaning and what to do."""
+    if markdown:
+        typer.echo(catalogue_markdown(), nl=False)
+        return
+    entries = [vars(e) for e in CATALOGUE.values()]
+
+    def table(rows: list[dict[str, str]]) -> None:
+        t = Table("code", "name", "meaning", "what to do")
+        for r in rows:
+            t.add_row(r["code"], r["name"], r["meaning"], r["action"])
+        out.print(t)
+
+    emit(entries, as_json, table)
+
+
+@app.command("settings")
+def settings_command(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the settings table of docs/configuration.md instead.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print every setting: its environment variable and the value in effect (secrets masked)."""
+    from contactsync.cli.reference import settings_markdown, settings_values
+
+    if markdown:
+        typer.echo(settings_markdown(), nl=False)
+        return
+    rows = [{"name": n, "env": e, "value": v} for n, e, v in settings_values(get_settings())]
+
+    def table(rows: list[dict[str, str]]) -> None:
+        t = Table("setting", "environment variable", "value")
+        for r in rows:
+            t.add_row(r["name"], r["env"], r["value"])
+        out.print(t)
+
+    emit(rows, as_json, table)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from contactsync.cli import app, database, emit, err, handles_errors, out
 from contactsync.cli.admin import JsonFlag, WorkspaceOpt, workspace_id
-from contactsync.cli.sync import SpecFile, _read_spec
+from contactsync.cli.sync import _read_spec
 from contactsync.exchange import jobs, report, runs, schedule
 from contactsync.exchange.jobs import ExchangeEnv
 from contactsync.exchange.ledger import Counts
@@ -25,6 +25,7 @@ exchange_app = typer.Typer(
 )
 app.add_typer(exchange_app, name="exchange")
 
+JobFile = Annotated[Path, typer.Option("--file", "-f", help="JSON file with the exchange job's settings.")]
 JobArg = Annotated[str, typer.Argument(help="The job's name or id.")]
 
 
@@ -39,7 +40,7 @@ def _show(v: dict[str, Any]) -> None:
 
 @exchange_app.command("create")
 @handles_errors
-def create(spec: SpecFile, workspace: WorkspaceOpt = None, as_json: JsonFlag = False) -> None:
+def create(spec: JobFile, workspace: WorkspaceOpt = None, as_json: JsonFlag = False) -> None:
     """Create a job from a JSON file (see docs/exchange.md)."""
     env = _env()
     emit(jobs.create_job(env, workspace_id(env.db, workspace), _read_spec(spec)).as_json(), as_json, _show)
@@ -71,7 +72,7 @@ def show(name: JobArg, workspace: WorkspaceOpt = None, as_json: JsonFlag = False
 
 @exchange_app.command("update")
 @handles_errors
-def update(name: JobArg, spec: SpecFile, workspace: WorkspaceOpt = None, as_json: JsonFlag = False) -> None:
+def update(name: JobArg, spec: JobFile, workspace: WorkspaceOpt = None, as_json: JsonFlag = False) -> None:
     """Change a job: the JSON file holds only what changes (the endpoint's credentials stay)."""
     env = _env()
     emit(
