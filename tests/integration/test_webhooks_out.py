@@ -468,38 +468,6 @@ def test_management_api(
     assert http.get(f"/webhooks/{wid}").status_code == 404
 
 
-def test_the_migration_creates_the_tables_as_declared(db: Database) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from contactsync.store.tables import metadata
-
-    mine = {
-        "webhooks",
-        "webhook_deliveries",
-        "webhook_attempts",
-        "webhook_cursors",
-        "inbound_tokens",
-        "inbound_events",
-    }
-    with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn)
-        diffs = [d for d in compare_metadata(context, metadata) if _table_of(d) in mine]
-    assert diffs == []
-
-
-def _table_of(diff: Any) -> str | None:
-    first = diff[0] if isinstance(diff, list) else diff
-    for part in first[1:]:
-        name = getattr(part, "name", None) if not isinstance(part, str) else None
-        table = getattr(part, "table", None)
-        if table is not None:
-            return str(table.name)
-        if name:
-            return str(name)
-    return None
-
-
 def _cli(db_url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CONTACTSYNC_DATABASE_URL": db_url, "CONTACTSYNC_SECRET_KEYS": key}
     return subprocess.run(
