@@ -36,6 +36,7 @@ check: $(STAMP) services
 bench: $(STAMP)
 	$(PY) bench/hub_upsert.py
 	$(PY) bench/sync_engine.py
+	$(PY) bench/sql_connector.py
 	$(PY) bench/exchange_import.py
 	$(PY) bench/exchange_export.py
 	$(PY) bench/realtime_api.py

@@ -4,15 +4,17 @@ without a timestamp, per-row database errors, value types, soft deletes, configu
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from contactsync.connectors import registry
-from contactsync.connectors.base import ConnectorContext, WriteItem
+from contactsync.connectors.base import Connector, ConnectorContext, WriteItem
 from contactsync.connectors.sql import Config, SqlConnector
 from contactsync.errors import AuthError, ConfigError, InputError
 from contactsync.hub.consent import Status
@@ -278,6 +280,274 @@ def test_a_table_with_a_given_key_needs_it_on_insert(lite: SqlHarness) -> None:
     )
     assert results[0].problem is not None and results[0].problem.code == "E420"
     assert [(r.remote_id, r.created) for r in results[1:]] == [("C-2", True), ("C-3", True)]
+
+
+# -- set-based writes ------------------------------------------------------------------------
+
+
+@contextmanager
+def _statements(conn: Connector) -> Iterator[list[str]]:
+    """The SQL statements the connector sends while the block runs (an executemany counts once)."""
+    assert isinstance(conn, SqlConnector)
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        seen.append(statement)
+
+    sa.event.listen(conn.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(conn.engine, "before_cursor_execute", record)
+
+
+def test_a_mixed_batch_returns_each_result_in_order_with_its_record(sql: SqlHarness) -> None:
+    ids = sql.seed([_email(n) for n in range(40)])
+    items = []
+    for n in range(60):
+        if n % 3 == 0:  # new
+            fields = {"email": f"new{n}@example.com", "first_name": f"N{n}"}
+            items.append(
+                WriteItem(
+                    f"k{n}", None, fields, {"email": fields["email"]}, {"newsletter": Status.SUBSCRIBED}
+                )
+            )
+        elif n % 3 == 1:  # linked
+            items.append(WriteItem(f"k{n}", ids[n // 3], {"first_name": f"I{n}"}, {}))
+        else:  # found by email (rows 20..39), written in another case
+            items.append(
+                WriteItem(f"k{n}", None, {"last_name": f"M{n}"}, {"email": f"P{20 + n // 3}@EXAMPLE.com"})
+            )
+    results = sql.connector().write(items)
+    assert [r.key for r in results] == [i.key for i in items]
+    assert [r.problem for r in results] == [None] * 60
+    assert [r.created for r in results] == [n % 3 == 0 for n in range(60)]
+    for n, (item, result) in enumerate(zip(items, results, strict=True)):
+        record = result.record
+        assert record is not None and result.remote_id == record.remote_id
+        stored = sql.fetch(record.remote_id)
+        assert stored is not None
+        if n % 3 == 0:
+            assert record.fields["email"] == stored.fields["email"] == item.fields["email"]
+            assert record.lists["newsletter"] == Status.SUBSCRIBED
+        elif n % 3 == 1:
+            assert result.remote_id == ids[n // 3]
+            assert record.fields["first_name"] == stored.fields["first_name"] == f"I{n}"
+        else:
+            assert result.remote_id == ids[20 + n // 3]
+            assert record.fields["last_name"] == stored.fields["last_name"] == f"M{n}"
+        assert record.updated_at is not None
+    assert len({r.remote_id for r in results}) == 60
+    assert sql.connector().describe().record_count == 60
+
+
+def test_a_batch_of_updates_takes_a_few_statements_not_a_few_per_row(sql: SqlHarness) -> None:
+    ids = sql.seed([_email(n) for n in range(100)])
+    conn = sql.connector()
+    conn.check()
+    linked = [WriteItem(f"a{n}", ids[n], {"first_name": f"A{n}"}, {}) for n in range(50)]
+    matched = [WriteItem(f"b{n}", None, {"first_name": f"B{n}"}, _email(n)) for n in range(50, 100)]
+    with _statements(conn) as seen:
+        results = conn.write(linked + matched)
+    assert [r.problem for r in results] == [None] * 100
+    assert len(seen) < 15, seen  # lookups, one UPDATE executed for all rows, the read back
+    stored = sql.fetch(ids[70])
+    assert stored is not None and stored.fields["first_name"] == "B70"
+
+
+def test_new_rows_are_inserted_in_one_statement_with_their_keys_in_order(sql: SqlHarness) -> None:
+    conn = sql.connector()
+    conn.check()
+    items = [WriteItem(f"k{n}", None, {"first_name": f"F{n}"}, _email(n)) for n in range(50)]
+    with _statements(conn) as seen:
+        results = conn.write(items)
+    for n, result in enumerate(results):
+        assert result.created and result.remote_id is not None
+        stored = sql.fetch(result.remote_id)
+        assert stored is not None and stored.fields["email"] == f"p{n}@example.com"
+    inserts = [s for s in seen if s.lstrip().upper().startswith("INSERT")]
+    if not sql.url.startswith("sqlite"):  # SQLAlchemy inserts row by row on SQLite (in-process)
+        assert len(inserts) == 1, inserts
+
+
+def test_items_of_one_batch_see_each_others_writes(sql: SqlHarness) -> None:
+    """A batch ends as if its items had been written one after the other."""
+    [rid] = sql.seed([_email(1)])
+    conn = sql.connector()
+    results = conn.write(
+        [
+            # the same new person twice: created, then updated
+            WriteItem("a", None, {"email": "x@example.com", "first_name": "One"}, {"email": "x@example.com"}),
+            WriteItem("b", None, {"first_name": "Two"}, {"email": "X@example.com"}),
+            # the same row found by email, then by key
+            WriteItem("c", None, {"first_name": "C"}, _email(1)),
+            WriteItem("d", rid, {"last_name": "D"}, {}),
+            # the row's email changed, then the old address is a new person
+            WriteItem("e", rid, {"email": "renamed@example.com"}, {}),
+            WriteItem("f", None, {"email": "p1@example.com", "first_name": "F"}, _email(1)),
+        ]
+    )
+    assert [r.problem for r in results] == [None] * 6
+    a, b, c, d, e, f = results
+    assert a.created and not b.created and a.remote_id == b.remote_id
+    assert a.record is not None and a.record.fields["first_name"] == "One"
+    assert b.record is not None and b.record.fields["first_name"] == "Two"
+    assert [r.remote_id for r in (c, d, e)] == [rid] * 3 and not any(r.created for r in (c, d, e))
+    assert c.record is not None and (c.record.fields["first_name"], c.record.fields["last_name"]) == (
+        "C",
+        None,
+    )
+    assert d.record is not None and (d.record.fields["first_name"], d.record.fields["last_name"]) == (
+        "C",
+        "D",
+    )
+    assert f.created and f.remote_id not in (rid, a.remote_id)
+    assert conn.describe().record_count == 3
+
+
+def test_a_refused_row_in_a_statement_for_many_fails_alone(sql: SqlHarness) -> None:
+    ids = sql.seed([_email(n) for n in range(6)])
+    conn = sql.connector()
+    updates = [
+        WriteItem(
+            f"u{n}",
+            ids[n],
+            {"first_name": f"F{n}", "email": "p5@example.com" if n == 1 else f"q{n}@x.org"},
+            {},
+        )
+        for n in range(4)
+    ]
+    inserts = [
+        WriteItem(f"n{n}", None, {"email": "p4@example.com" if n == 2 else f"new{n}@x.org"}, {})
+        for n in range(4)
+    ]
+    results = conn.write(updates + inserts)
+    codes = [r.problem.code if r.problem else None for r in results]
+    assert codes == [None, "E422", None, None, None, None, "E422", None]
+    assert [r.remote_id for r in results[:4]] == ids[:4]
+    for n in (0, 2, 3):
+        stored = sql.fetch(ids[n])
+        assert stored is not None and stored.fields["email"] == f"q{n}@x.org"
+    untouched = sql.fetch(ids[1])
+    assert untouched is not None and (untouched.fields["email"], untouched.fields["first_name"]) == (
+        "p1@example.com",
+        None,
+    )
+    for n in (0, 1, 3):
+        result = results[4 + n]
+        assert result.created and result.remote_id is not None
+        stored = sql.fetch(result.remote_id)
+        assert stored is not None and stored.fields["email"] == f"new{n}@x.org"
+    assert conn.describe().record_count == 9
+
+
+@pytest.mark.parametrize("soft", [True, False], ids=["soft", "hard"])
+def test_a_batch_of_deletes(sql: SqlHarness, soft: bool) -> None:
+    ids = sql.seed([_email(n) for n in range(5)])
+    conn = sql.connector() if soft else sql.connector(soft_delete_column=None)
+    asked = [ids[0], "not-a-key", ids[1], ids[0], "999999"]
+    with _statements(conn) as seen:
+        results = conn.delete(asked)
+    assert [(r.key, r.remote_id, r.problem) for r in results] == [(i, i, None) for i in asked]
+    assert [s for s in seen if s.lstrip().upper().startswith(("DELETE", "UPDATE"))] != []
+    assert len([s for s in seen if s.lstrip().upper().startswith(("DELETE", "UPDATE"))]) == 1
+    assert [sql.fetch(i) is None for i in ids] == [True, True, False, False, False]
+    assert conn.describe().record_count == 3
+
+
+def test_a_refused_delete_fails_alone(sql: SqlHarness) -> None:
+    ids = sql.seed([_email(n) for n in range(3)])
+    name = sql.table.name
+    with sql.engine.begin() as c:
+        if sql.url.startswith("sqlite"):
+            c.exec_driver_sql(
+                f"CREATE TRIGGER {name}_keep BEFORE DELETE ON {name} WHEN OLD.id = {ids[1]} "
+                "BEGIN SELECT RAISE(ABORT, 'this row is kept'); END"
+            )
+        else:  # a row that another table refers to
+            c.exec_driver_sql(
+                f"CREATE TABLE {name}_orders (id INT PRIMARY KEY, contact INT REFERENCES {name} (id))"
+            )
+            c.exec_driver_sql(f"INSERT INTO {name}_orders VALUES (1, {ids[1]})")
+    try:
+        results = sql.connector(soft_delete_column=None).delete(ids)
+        codes = [r.problem.code if r.problem else None for r in results]
+        assert codes == [None, "E422", None]
+        assert [sql.fetch(i) is None for i in ids] == [True, False, True]
+    finally:
+        if not sql.url.startswith("sqlite"):
+            with sql.engine.begin() as c:
+                c.exec_driver_sql(f"DROP TABLE {name}_orders")
+
+
+def test_a_table_with_an_expression_index_reflects_without_a_warning(sql: SqlHarness) -> None:
+    if sql.url.startswith("mysql"):
+        pytest.skip("MariaDB has no indexes on expressions")
+    name = sql.table.name
+    with sql.engine.begin() as c:
+        c.exec_driver_sql(f"CREATE INDEX {name}_email_lower ON {name} (lower(email))")
+    conn = sql.connector()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        conn.check()
+    [created] = conn.write([WriteItem("k", None, {"email": "Ada@Example.com"}, {"email": "Ada@Example.com"})])
+    [again] = conn.write([WriteItem("k", None, {"first_name": "Ada"}, {"email": "ADA@example.COM"})])
+    assert again.problem is None and again.remote_id == created.remote_id and not again.created
+
+
+def test_a_raw_sqlite_table_with_an_integer_primary_key(tmp_path: Path) -> None:
+    """A table made by other tools: INTEGER PRIMARY KEY without NOT NULL, an index on lower(email)."""
+    path = tmp_path / "crm.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE people (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT UNIQUE, name TEXT)")
+        db.execute("CREATE INDEX people_email ON people (lower(email))")
+        db.execute("INSERT INTO people (email, name) VALUES ('Old@example.com', 'Old')")
+    provider = registry.get("sql")
+    conn = provider.create(
+        provider.parse_config({"url": f"sqlite:///{path}", "table": "people"}), ConnectorContext()
+    )
+    try:
+        results = conn.write(
+            [WriteItem(f"k{n}", None, {"name": f"N{n}"}, {"email": f"p{n}@example.com"}) for n in range(3)]
+            + [WriteItem("old", None, {"name": "Again"}, {"email": "old@EXAMPLE.com"})]
+        )
+        assert [(r.remote_id, r.created) for r in results] == [
+            ("2", True),
+            ("3", True),
+            ("4", True),
+            ("1", False),
+        ]
+    finally:
+        conn.close()
+
+
+@pytest.mark.postgres
+def test_a_match_value_the_database_refuses_fails_only_its_item() -> None:
+    """PostgreSQL refuses a value that is not one of an enum's labels, in a lookup too."""
+    with postgresql_harness() as h:
+        name = h.table.name
+        with h.engine.begin() as c:
+            c.exec_driver_sql(f"CREATE TYPE {name}_tier AS ENUM ('gold', 'silver', 'bronze')")
+            c.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN tier {name}_tier UNIQUE")
+        try:
+            [gold] = h.seed([{"email": "gold@example.com"}])
+            with h.engine.begin() as c:
+                c.exec_driver_sql(f"UPDATE {name} SET tier = 'gold'")
+            results = h.connector().write(
+                [
+                    WriteItem("a", None, {"first_name": "G"}, {"tier": "gold"}),
+                    WriteItem("b", None, {"email": "x@example.com"}, {"tier": "platinum"}),
+                    WriteItem("c", None, {"email": "s@example.com"}, {"tier": "silver"}),
+                ]
+            )
+            assert [r.problem.code if r.problem else None for r in results] == [None, "E422", None]
+            assert results[0].remote_id == gold and not results[0].created
+            assert results[2].created and results[2].record is not None
+            assert results[2].record.fields["tier"] == "silver"
+        finally:
+            h.close()
+            with h.engine.begin() as c:
+                c.exec_driver_sql(f"DROP TYPE IF EXISTS {name}_tier")
 
 
 # -- configuration ---------------------------------------------------------------------------

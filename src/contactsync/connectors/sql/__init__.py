@@ -21,14 +21,18 @@ set (non-NULL, and not false/0 for a flag column) are tombstones, and :meth:`del
 instead of deleting the row. Without it, :meth:`delete` deletes rows and deletions made by
 others are not reported.
 
-Writes are upserts, one SAVEPOINT per record inside one transaction per batch, so a record
-that the database refuses (E422), lacks a required column (E420) or carries a value of the
-wrong type (E424) is skipped and the others go through. ``updated_at_column`` is set to the
-current UTC time on every write.
+Writes are upserts in one transaction per batch, set-based (:mod:`.writes`): the batch's
+rows are looked up, updated, inserted and read back in a few statements, each executed by
+the driver for all its rows. A record that the database refuses (E422), lacks a required
+column (E420) or carries a value of the wrong type (E424) is skipped and the others go
+through: a statement refused for one of its rows is run again row by row, one SAVEPOINT per
+row. Deletes take one statement per batch. ``updated_at_column`` is set to the current UTC
+time on every write.
 
 Modules: :mod:`.connector` (settings and the protocol methods), :mod:`.table` (the reflected
-table and its column roles), :mod:`.cursor`, :mod:`.values` (JSON ↔ column values and list
-statuses), :mod:`.database` (engines and how database errors are reported).
+table and its column roles), :mod:`.writes` (set-based upserts and deletes), :mod:`.cursor`,
+:mod:`.values` (JSON ↔ column values and list statuses), :mod:`.database` (engines and how
+database errors are reported).
 """
 
 from __future__ import annotations

@@ -21,17 +21,15 @@ from contactsync.connectors.base import (
     FieldInfo,
     ListInfo,
     ReadBatch,
-    RecordProblem,
     RemoteRecord,
     WriteItem,
     WriteResult,
 )
-from contactsync.connectors.sql import database, values
+from contactsync.connectors.sql import database, values, writes
 from contactsync.connectors.sql.cursor import LISTING_DONE, make_cursor, parse_cursor, rows_after
-from contactsync.connectors.sql.table import SqlTable, reflect
+from contactsync.connectors.sql.table import SqlTable, record_of, reflect
 from contactsync.connectors.sql.values import Problem
 from contactsync.errors import ConfigError, TransientError
-from contactsync.hub.consent import Status
 
 MAX_PAGE_SIZE = 5000
 Row = sa.Row[Any]
@@ -142,7 +140,7 @@ class SqlConnector:
         keys = []
         for remote_id in remote_ids:
             try:
-                keys.append(_key(t, remote_id))
+                keys.append(t.key_of(remote_id))
             except Problem:  # not a key of this table: there is no such row
                 continue
         if not keys:
@@ -155,26 +153,15 @@ class SqlConnector:
             return [record_of(row, t) for row in conn.execute(stmt)]
 
     def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
+        """Upserts in one transaction, set-based: a few statements per batch (see .writes)."""
         t = self._table()
         with database.connect(self.engine) as conn, conn.begin():
-            return [self._write_one(conn, t, item) for item in items]
+            return writes.write_batch(conn, t, items)
 
     def delete(self, remote_ids: Sequence[str]) -> list[WriteResult]:
         t = self._table()
-        results = []
         with database.connect(self.engine) as conn, conn.begin():
-            for remote_id in remote_ids:
-                problem = None
-                try:
-                    key = _key(t, remote_id)
-                    with conn.begin_nested():
-                        self._delete_one(conn, t, key)
-                except Problem:  # not a key of this table: there is no such row
-                    pass
-                except exc.DBAPIError as e:
-                    problem = database.record_problem(e)
-                results.append(WriteResult(remote_id, remote_id=remote_id, problem=problem))
-        return results
+            return writes.delete_batch(conn, t, remote_ids)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -217,91 +204,9 @@ class SqlConnector:
         if parsed is None:
             return None
         try:
-            return parsed[0], _key(t, parsed[1])
+            return parsed[0], t.key_of(parsed[1])
         except Problem as p:
             raise ConfigError(f"invalid cursor: {p.problem.message}", code="E100") from None
-
-    # -- writing ----------------------------------------------------------------------------
-
-    def _write_one(self, conn: sa.Connection, t: SqlTable, item: WriteItem) -> WriteResult:
-        """One upsert inside its own SAVEPOINT, so that a refused record undoes only itself."""
-        try:
-            with conn.begin_nested():
-                key, created = self._upsert(conn, t, item)
-                row = conn.execute(sa.select(t.table).where(t.key == key)).one()
-        except Problem as p:
-            return WriteResult(item.key, remote_id=item.remote_id, problem=p.problem)
-        except exc.DBAPIError as e:
-            return WriteResult(item.key, remote_id=item.remote_id, problem=database.record_problem(e))
-        except exc.StatementError as e:  # a value the driver cannot bind
-            problem = RecordProblem("E424", database.error_text(e))
-            return WriteResult(item.key, remote_id=item.remote_id, problem=problem)
-        record = record_of(row, t)
-        return WriteResult(item.key, remote_id=record.remote_id, created=created, record=record)
-
-    def _upsert(self, conn: sa.Connection, t: SqlTable, item: WriteItem) -> tuple[Any, bool]:
-        """The row's key after the write, and whether a live row appeared."""
-        changes = {t.table.c[name]: v for name, v in _converted(t, item.fields, writing=True).items()}
-        changes.update(_list_values(t, item.lists))
-        if t.updated_at is not None:
-            changes[t.updated_at] = values.now_for(t.updated_at)
-        row = None
-        if item.remote_id is not None:
-            row = conn.execute(sa.select(t.table).where(t.key == _key(t, item.remote_id))).first()
-        match = {n: v for n, v in _converted(t, item.match, writing=False).items() if v is not None}
-        if row is None and match:
-            row = _find(conn, t, match)
-        if row is None:
-            return self._insert(conn, t, item, changes, match), True
-        key = row._mapping[t.key]
-        if t.key in changes and changes.pop(t.key) != key:
-            raise Problem("E422", f"field {t.key.name} is the record's key and cannot be changed")
-        revived = t.deleted is not None and values.is_set(row._mapping[t.deleted])
-        if t.deleted is not None and revived:
-            changes[t.deleted] = values.unset_marker(t.deleted)
-        for col, value in changes.items():
-            if value is None and not col.nullable:
-                raise Problem("E420", f"field {col.name} is required by table {t.name} and is empty")
-        if changes:
-            conn.execute(sa.update(t.table).where(t.key == key).values(changes))
-        return key, revived
-
-    def _insert(
-        self,
-        conn: sa.Connection,
-        t: SqlTable,
-        item: WriteItem,
-        changes: dict[sa.Column[Any], Any],
-        match: dict[str, Any],
-    ) -> Any:
-        row = {**{t.table.c[n]: v for n, v in match.items()}, **changes}
-        if t.key not in row and item.remote_id is not None and not t.key_generated:
-            row[t.key] = _key(t, item.remote_id)
-        if t.key not in row and not t.key_generated:
-            raise Problem("E420", f"field {t.key.name} is required by table {t.name} and is empty")
-        for col in t.table.c:
-            if t.required(col) and row.get(col) is None:
-                raise Problem("E420", f"field {col.name} is required by table {t.name} and is empty")
-        stmt = sa.insert(t.table).values(row)
-        if t.key in row:
-            conn.execute(stmt)
-            return row[t.key]
-        if conn.dialect.insert_returning:
-            return conn.execute(stmt.returning(t.key)).scalar_one()
-        inserted = conn.execute(stmt).inserted_primary_key
-        if inserted is None or t.key.name not in inserted._fields:
-            raise Problem("E422", f"the database did not return the new row's {t.key.name}")
-        return inserted._mapping[t.key.name]
-
-    def _delete_one(self, conn: sa.Connection, t: SqlTable, key: Any) -> None:
-        live = t.live()
-        if t.deleted is None or live is None:
-            conn.execute(sa.delete(t.table).where(t.key == key))
-            return
-        changes: dict[sa.Column[Any], Any] = {t.deleted: values.deleted_marker(t.deleted)}
-        if t.updated_at is not None:
-            changes[t.updated_at] = values.now_for(t.updated_at)
-        conn.execute(sa.update(t.table).where(t.key == key, live).values(changes))
 
     def _clock(self, t: SqlTable) -> _Clock:
         """How rows are ordered by update time. SQLite keeps times as text and compares them as
@@ -326,15 +231,6 @@ class SqlConnector:
             with database.connect(self.engine) as conn:
                 self._reflected = reflect(self.config, conn, self.address())
         return self._reflected
-
-
-def record_of(row: Row, t: SqlTable) -> RemoteRecord:
-    got = row._mapping
-    fields = {c.name: values.to_json(got[c], t.words[c.name]) for c in t.fields}
-    lists = {list_id: s for list_id, col in t.lists.items() if (s := values.status_of(got[col])) is not None}
-    stamp = got[t.updated_at] if t.updated_at is not None else None
-    updated_at = values.epoch_ms(stamp) if stamp is not None else None
-    return RemoteRecord(str(got[t.key]), fields, lists, updated_at)
 
 
 # SQLAlchemy's text form of a DATETIME on SQLite, which sorts as text in time order
@@ -385,60 +281,6 @@ def _after_key(t: SqlTable, row: Row) -> sa.ColumnElement[bool]:
 
 def _after_row(t: SqlTable, clock: _Clock, row: Row) -> sa.ColumnElement[bool]:
     return rows_after(clock.expr, t.key, clock.param(clock.stamp(row, t)), row._mapping[t.key])
-
-
-def _find(conn: sa.Connection, t: SqlTable, match: dict[str, Any]) -> Row | None:
-    """The row the match values point at: the live one, else the newest soft-deleted one.
-    The email column is compared without regard to case; two live rows are E421."""
-    conditions = []
-    for name, value in match.items():
-        col = t.table.c[name]
-        if col is not t.email or not isinstance(value, str):
-            conditions.append(col == value)
-        elif t.email_ci:  # the collation ignores case: the column's index serves
-            conditions.append(col == value.strip())
-        else:
-            conditions.append(sa.func.lower(col) == value.strip().lower())
-    stmt = sa.select(t.table).where(*conditions)
-    live = t.live()
-    rows = conn.execute((stmt if live is None else stmt.where(live)).limit(2)).all()
-    if len(rows) > 1:
-        shown = ", ".join(f"{k}={v!r}" for k, v in match.items())
-        raise Problem("E421", f"more than one row of {t.name} has {shown}")
-    if rows or live is None:
-        return rows[0] if rows else None
-    return conn.execute(stmt.where(sa.not_(live)).order_by(t.key.desc()).limit(1)).first()
-
-
-def _converted(t: SqlTable, given: dict[str, Any], *, writing: bool) -> dict[str, Any]:
-    converted = {}
-    for name, value in given.items():
-        col = t.table.c.get(name)
-        if col is None or col not in t.fields or (writing and not t.writable(col)):
-            raise Problem("E422", f"{name} is not a writable field of table {t.name}")
-        converted[name] = values.to_db(col, t.words[name], value)
-    return converted
-
-
-def _list_values(t: SqlTable, lists: dict[str, Status]) -> dict[sa.Column[Any], Any]:
-    changes = {}
-    for list_id, status in lists.items():
-        col = t.lists.get(list_id)
-        if col is None:
-            raise Problem("E422", f"list {list_id} is not configured for table {t.name}")
-        write, value = values.list_value(col, status)
-        if write:
-            changes[col] = value
-    return changes
-
-
-def _key(t: SqlTable, remote_id: str) -> Any:
-    if t.words[t.key.name] == "integer":
-        try:
-            return int(remote_id)
-        except ValueError:
-            raise Problem("E422", f"{remote_id!r} is not a key of table {t.name}") from None
-    return values.to_db(t.key, t.words[t.key.name], remote_id)
 
 
 @functools.cache

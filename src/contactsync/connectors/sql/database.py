@@ -89,11 +89,16 @@ def connect(engine: sa.Engine) -> Iterator[sa.Connection]:
 def record_problem(e: exc.DBAPIError) -> RecordProblem:
     """A database error on one record: E422, unless the connection or a lock is the cause
     (then the batch stops with a TransientError and the next run retries it)."""
+    raise_if_transient(e)
+    return RecordProblem("E422", f"the database refused the record: {error_text(e)}")
+
+
+def raise_if_transient(e: exc.DBAPIError) -> None:
+    """TransientError when a lost connection or a lock caused the error, not the data."""
     if e.connection_invalidated:
         raise TransientError(f"the database connection was lost: {error_text(e)}", code="E501") from None
     if is_busy(e):
         raise TransientError(f"the database is busy: {error_text(e)}", code="E500") from None
-    return RecordProblem("E422", f"the database refused the record: {error_text(e)}")
 
 
 def error_text(e: Exception) -> str:

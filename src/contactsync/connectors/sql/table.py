@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects import mysql
 
-from contactsync.connectors.sql.values import is_flag
+from contactsync.connectors.base import RemoteRecord
+from contactsync.connectors.sql import values
+from contactsync.connectors.sql.values import Problem, is_flag
 from contactsync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,6 +38,27 @@ class SqlTable:
     @property
     def name(self) -> str:
         return self.table.name
+
+    @functools.cached_property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.fields)
+
+    def position(self, col: sa.Column[Any]) -> int:
+        """The column's position in the rows of ``select(self.table)``."""
+        return self._positions[col.name]
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return {c.name: i for i, c in enumerate(self.table.c)}
+
+    @functools.cached_property
+    def field_positions(self) -> list[tuple[str, int, str]]:
+        """(name, position, type word) of each field."""
+        return [(c.name, self.position(c), self.words[c.name]) for c in self.fields]
+
+    @functools.cached_property
+    def list_positions(self) -> list[tuple[str, int]]:
+        return [(list_id, self.position(col)) for list_id, col in self.lists.items()]
 
     def writable(self, col: sa.Column[Any]) -> bool:
         if col is self.key:
@@ -62,11 +87,41 @@ class SqlTable:
             return sa.or_(col.is_(None), col == 0)
         return col.is_(None)
 
+    def key_of(self, remote_id: str) -> Any:
+        """A remote id as a value of the key column; E422 when it cannot be one."""
+        if self.words[self.key.name] == "integer":
+            try:
+                return int(remote_id)
+            except ValueError:
+                raise Problem("E422", f"{remote_id!r} is not a key of table {self.name}") from None
+        return values.to_db(self.key, self.words[self.key.name], remote_id)
+
+    def is_live(self, row: sa.Row[Any]) -> bool:
+        """Whether a row is not soft-deleted: :meth:`live` in Python."""
+        return self.deleted is None or not values.is_set(row._mapping[self.deleted])
+
+
+def record_of(row: sa.Row[Any], t: SqlTable) -> RemoteRecord:
+    """A row of ``select(t.table, ...)`` (the table's columns first, in order) as a record."""
+    fields = {name: values.to_json(row[i], word) for name, i, word in t.field_positions}
+    lists = {list_id: s for list_id, i in t.list_positions if (s := values.status_of(row[i])) is not None}
+    stamp = row[t.position(t.updated_at)] if t.updated_at is not None else None
+    updated_at = values.epoch_ms(stamp) if stamp is not None else None
+    return RemoteRecord(str(row[t.position(t.key)]), fields, lists, updated_at)
+
 
 def reflect(config: Config, conn: sa.Connection, where: str) -> SqlTable:
-    """Read the table's definition; ConfigError (E100) naming what is missing or unusable."""
+    """Read the table's definition; ConfigError (E100) naming what is missing or unusable.
+    Indexes on expressions (``lower(email)``) are left out of the definition without a warning:
+    the connector does not use the definition's indexes."""
     try:
-        table = sa.Table(config.table, sa.MetaData(), schema=config.db_schema, autoload_with=conn)
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message="Skipped unsupported reflection of expression-based index",
+                category=exc.SAWarning,
+            )
+            table = sa.Table(config.table, sa.MetaData(), schema=config.db_schema, autoload_with=conn)
     except exc.NoSuchTableError:
         raise ConfigError(f"table {where.rpartition('#')[2]} not found in {where}", code="E100") from None
     roles = [
@@ -89,6 +144,13 @@ def reflect(config: Config, conn: sa.Connection, where: str) -> SqlTable:
     hidden = {c.name for c in lists.values()} | ({deleted.name} if deleted is not None else set())
     fields = [c for c in table.c if c.name not in hidden]
     generated = table.autoincrement_column is key or key.server_default is not None
+    if key.primary_key:  # SQLite reflects an INTEGER PRIMARY KEY declared without NOT NULL as
+        key.nullable = False  # nullable, and SQLAlchemy then refuses to read new keys back in order
+    if _is_serial(conn, key):
+        # SQLAlchemy trusts the order of a SERIAL's keys only when the column does not carry the
+        # reflected nextval() default (as a SERIAL it declared itself does not): then it inserts
+        # a batch in one statement and returns the new keys in order, instead of row by row
+        key.server_default = None
     return SqlTable(
         table=table,
         key=key,
@@ -100,6 +162,17 @@ def reflect(config: Config, conn: sa.Connection, where: str) -> SqlTable:
         lists=lists,
         fields=fields,
         words={c.name: type_word(c, email) for c in fields},
+    )
+
+
+def _is_serial(conn: sa.Connection, key: sa.Column[Any]) -> bool:
+    """A PostgreSQL integer key numbered by a sequence (SERIAL: DEFAULT nextval(...))."""
+    default = key.server_default
+    return (
+        conn.dialect.name == "postgresql"
+        and isinstance(key.type, sa.Integer)
+        and isinstance(default, sa.DefaultClause)
+        and str(getattr(default.arg, "text", default.arg)).startswith("nextval(")
     )
 
 

@@ -32,6 +32,8 @@ class Problem(Exception):
 
 def to_json(value: Any, word: str) -> Any:
     """A column value as the engine sees it: ISO 8601 times (UTC), numbers, strings."""
+    if value is None or type(value) is str:
+        return value
     if isinstance(value, dt.datetime):
         return utc(value).isoformat()
     if isinstance(value, (dt.date, dt.time)):
