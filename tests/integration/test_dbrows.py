@@ -142,6 +142,18 @@ def test_reads_a_table_in_key_order_as_text(client_db: tuple[str, str], settings
     assert all(r.problem is None for r in rows)
 
 
+def test_a_sqlite_table_with_an_expression_index_reads_without_warnings(settings: Settings) -> None:
+    url, _ = _sqlite(settings)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT)")
+        conn.exec_driver_sql("CREATE INDEX people_email_lower ON people (lower(email))")
+        conn.exec_driver_sql("INSERT INTO people (email) VALUES ('A@example.com')")
+    engine.dispose()
+    rows = list(read_db_rows(url, table="people", settings=settings))  # warnings are errors in tests
+    assert [r.values for r in rows] == [{"id": "1", "email": "A@example.com"}]
+
+
 def test_reads_a_query(client_db: tuple[str, str], settings: Settings) -> None:
     url, table = client_db
     query = f"SELECT email, name FROM {table} WHERE id > 1 ORDER BY email DESC"

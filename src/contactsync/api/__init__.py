@@ -7,7 +7,18 @@ from typing import Any
 from fastapi import FastAPI
 
 from contactsync import __version__
-from contactsync.api import errors, hub_customers, hub_events, management, sources
+from contactsync.api import (
+    confirm,
+    errors,
+    exchange,
+    frontend,
+    hub_customers,
+    hub_events,
+    management,
+    sources,
+    subscriptions,
+    webhooks,
+)
 from contactsync.api.openapi import ContacthubErrorsApp
 from contactsync.settings import Settings
 from contactsync.store.db import Database
@@ -29,7 +40,10 @@ def _sub_app(title: str, description: str, db: Database, settings: Settings) -> 
 
 
 def create_app(db: Database, settings: Settings) -> FastAPI:
-    """The whole service: hub API, management API and a health check."""
+    """The whole service: the console at ``/``, the hub API, the management API, the public
+    endpoints (MailUp forms, opt-in confirmation, inbound provider webhooks), a health check."""
+    from contactsync.web import create_console
+
     hub = _sub_app(
         "contactsync hub API",
         "Customer hub REST API, compatible with the Contacthub API 1.51 (customers, events, updates).",
@@ -39,13 +53,14 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     hub.include_router(hub_customers.router)
     hub.include_router(hub_events.router)
     manage = _sub_app(
-        "contactsync management API", "Workspaces, nodes, API tokens, sources and their runs.", db, settings
+        "contactsync management API",
+        "Workspaces, nodes, API tokens, sources and their runs, exchange jobs and schedules, "
+        "the subscribe API, webhooks.",
+        db,
+        settings,
     )
-    manage.include_router(management.router)
-    manage.include_router(sources.router)
-    from contactsync.api import exchange  # exchange jobs, their runs and schedules
-
-    manage.include_router(exchange.router)
+    for router in (management.router, sources.router, exchange.router, subscriptions.router, webhooks.router):
+        manage.include_router(router)
 
     root = FastAPI(title="contactsync", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     root.state.db = db
@@ -68,18 +83,10 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
             "managementApi": "/api/v1/openapi.json",
         }
 
-    from contactsync.api import confirm, frontend, subscriptions  # subscribe API, MailUp forms, DOI page
-
-    manage.include_router(subscriptions.router)
-    root.include_router(frontend.router)
-    root.include_router(confirm.router)
-    from contactsync.api import webhooks  # outbound registrations, inbound provider events
-
-    manage.include_router(webhooks.router)
-    root.include_router(webhooks.inbound_router)
+    root.include_router(frontend.router)  # MailUp-compatible /frontend/xml*.aspx
+    root.include_router(confirm.router)  # double opt-in confirmation links
+    root.include_router(webhooks.inbound_router)  # /webhooks/{provider}/{source}
     root.mount("/hub/v1", hub)
     root.mount("/api/v1", manage)
-    from contactsync.web import create_console  # the web console: every path not taken above
-
-    root.mount("/", create_console(db, settings))
+    root.mount("/", create_console(db, settings))  # every path not taken above
     return root

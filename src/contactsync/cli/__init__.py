@@ -20,8 +20,8 @@ app = typer.Typer(
     add_completion=False,
     help="contactsync: a customer hub that keeps contacts and subscriptions in sync.",
 )
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)  # long lines (tokens, URLs) stay whole for copy and paste
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import io
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -220,7 +221,13 @@ def _reflect(conn: sa.Connection, name: str) -> sa.Table:
     if not _NAME.fullmatch(table) or (schema and not _NAME.fullmatch(schema)):
         raise ConfigError(f"{name!r} is not a table name (letters, digits, _; schema.table)", code="E619")
     try:
-        return sa.Table(table, sa.MetaData(), schema=schema or None, autoload_with=conn)
+        with warnings.catch_warnings():  # its indexes are not used: an expression index is no news
+            warnings.filterwarnings(
+                "ignore",
+                message="Skipped unsupported reflection of expression-based index",
+                category=exc.SAWarning,
+            )
+            return sa.Table(table, sa.MetaData(), schema=schema or None, autoload_with=conn)
     except exc.NoSuchTableError:
         raise ConfigError(f"the client database has no table {name}", code="E619") from None
     except exc.DBAPIError as e:
