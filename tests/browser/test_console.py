@@ -219,3 +219,45 @@ def test_exchange_job_schedule_pause_resume_run_now_and_failed_report(page: Page
     expect(page.locator("#jobs")).to_contain_text("daily-contacts")
     expect(page.get_by_role("button", name="Pause daily-contacts")).to_be_visible()
     screenshot(page, "exchange")
+
+
+# what every form control must have: a <label for>, a wrapping <label>, or an aria-label
+_UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+  .filter(el => el.type !== 'hidden' && el.type !== 'submit' && el.type !== 'button')
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !el.getAttribute('aria-labelledby'))
+  .map(el => el.outerHTML.slice(0, 120))"""
+
+
+def test_every_form_field_has_a_label_and_actions_are_reachable_by_keyboard(
+    page: Page, console: Console
+) -> None:
+    page.goto("/login")
+    assert page.evaluate(_UNLABELLED) == []
+    sign_in(page)
+    for path in (
+        "/",
+        "/nodes",
+        "/sources",
+        "/sources/new",
+        "/exchange",
+        "/exchange/new",
+        "/webhooks",
+        "/tokens",
+    ):
+        response = page.goto(path)
+        assert response is not None and response.ok, path
+        assert page.evaluate(_UNLABELLED) == [], path
+    for form in ("/sources/new", "/exchange/new", "/tokens"):  # the check above saw real forms
+        page.goto(form)
+        assert page.locator("input:visible, select:visible, textarea:visible").count() >= 2, form
+    # keyboard only: Tab from the top of the page reaches the "New source" action, Enter follows it
+    page.goto("/sources")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.textContent.trim()") == "New source":
+            break
+    else:
+        raise AssertionError("the New source link cannot be reached with the Tab key")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="New source")).to_be_visible()
