@@ -8,8 +8,9 @@ from this process's own client processes over loopback, keep-alive HTTP/1.1:
 2. ``POST /api/v1/workspaces/{wid}/subscriptions`` (single opt-in, a new address each time,
    with a first name) for ``--seconds``.
 
-Prints requests/s and p50/p99 latency of both, the ratio of the throughputs, the error
-count, and checks that every address answered 2xx is subscribed in the database (zero lost).
+Prints requests/s and p50/p99 latency of both, the CPU time per request of the server and
+of the client processes, the ratio of the throughputs, the error count, and checks that
+every address answered 2xx is subscribed in the database (zero lost).
 Targets (issue 4): subscribe ≥ 30% of the health check's throughput, p99 < 100 ms, zero
 errors, zero lost. Exit status 1 when one is missed.
 
@@ -106,6 +107,7 @@ def drive(job: dict[str, Any]) -> dict[str, Any]:
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(job["threads"])]
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for t in threads:
         t.start()
     for t in threads:
@@ -115,6 +117,7 @@ def drive(job: dict[str, Any]) -> dict[str, Any]:
         "errors": errors,
         "accepted": accepted,
         "elapsed": time.perf_counter() - started,
+        "cpu": time.process_time() - cpu_started,
     }
 
 
@@ -165,6 +168,7 @@ def phase(
         "error_samples": sorted(set(errors))[:5],
         "accepted": [a for p in parts for a in p["accepted"]],
         "server_cpu_ms": server_cpu * 1000 / max(1, len(latencies)),
+        "client_cpu_ms": sum(p["cpu"] for p in parts) * 1000 / max(1, len(latencies)),
     }
 
 
@@ -265,11 +269,13 @@ def main() -> int:
 
     print(
         f"\n{'endpoint':<12}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
+        f"{'server CPU ms/req':>19}{'client CPU ms/req':>19}"
     )
     for r in (health, subs):
         print(
             f"{r['phase']:<12}{r['requests']:>10}{r['rps']:>10.0f}{r['p50_ms']:>9.1f}"
             f"{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}{r['errors']:>8}{r['server_cpu_ms']:>19.2f}"
+            f"{r['client_cpu_ms']:>19.2f}"
         )
         for sample in r["error_samples"]:
             print(f"    e.g. {sample}")

@@ -102,12 +102,18 @@ def write_doc(
     doc: CustomerDoc,
     ctx: WriteContext,
     existing: Row[Any] | None,
+    *,
+    free_key: str | None = None,
 ) -> str:
-    """Insert or rewrite one customer with its subscriptions and journal entry; returns its id."""
+    """Insert or rewrite one customer with its subscriptions and journal entry; returns its id.
+
+    ``free_key``: a matching key the caller has found no customer of the node holding, in
+    this transaction; when it is the document's key, it is not looked up again.
+    """
     at = now_ms()
     key = ws.key_of(doc)
     customer_id = existing.id if existing is not None else new_id()
-    if key is not None:
+    if key is not None and key != free_key:
         holder = store.find_id_by_match_key(conn, node.id, key)
         if holder is not None and holder != customer_id:
             raise _conflict(holder)
@@ -130,9 +136,10 @@ def write_doc(
         store.update_many(conn, [values])
     sub_changed = False
     if doc.subscriptions:
-        current = {
-            s.subscription_id: s for s in sub_store.for_customers(conn, [customer_id]).get(customer_id, [])
-        }
+        current = {}  # a brand-new customer has none yet
+        if existing is not None:
+            rows = sub_store.for_customers(conn, [customer_id]).get(customer_id, [])
+            current = {s.subscription_id: s for s in rows}
         writes = subs.plan(customer_id, node.id, doc.subscriptions, current, ctx, at)
         writes.apply(conn)
         sub_changed = writes.changed
@@ -197,7 +204,7 @@ def create(
             merged = parse_customer(merge_patch(body_of(existing), _writable(body)), ws.extended_schema)
             write_doc(conn, ws, node, merged, ctx, existing)
             return _render_one(conn, _load(conn, ws.id, holder)), False
-        cid = write_doc(conn, ws, node, doc, ctx, None)
+        cid = write_doc(conn, ws, node, doc, ctx, None, free_key=key)
         return _render_one(conn, _load(conn, ws.id, cid)), True
 
     return _retry_on_race(db, work, node.id, lambda: key)

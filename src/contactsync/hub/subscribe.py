@@ -9,9 +9,7 @@ a confirmation request (:mod:`hub.optin`) whose email is sent after the transact
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,9 +25,19 @@ from contactsync.hub.context import WriteContext
 from contactsync.hub.document import EMAIL_RE, merge_patch, normalise_email, parse_customer
 from contactsync.hub.sync_writes import find
 from contactsync.hub.times import now_ms
-from contactsync.hub.workspaces import Node, Workspace, load_node, load_workspace, require_writable
+from contactsync.hub.workspaces import (
+    Node,
+    UniquenessPolicy,
+    Workspace,
+    load_node,
+    load_workspace,
+    require_writable,
+)
+from contactsync.hub.workspaces import _node as node_of
+from contactsync.hub.workspaces import _workspace as workspace_of
 from contactsync.settings import Settings
 from contactsync.store import customers as store
+from contactsync.store import lookups
 from contactsync.store import optin as optin_store
 from contactsync.store import subscriptions as sub_store
 from contactsync.store.db import Database
@@ -185,7 +193,9 @@ def subscribe(
         for item in doc.subscriptions or []:
             if req.webform_code:
                 item["webformCode"] = req.webform_code
-        customer_id = hub_customers.write_doc(conn, ws, node, doc, ctx, row)
+        # matched by email alone, the lookup above has shown that no customer holds the key
+        free_key = email if row is None and _matched_by_email(ws) else None
+        customer_id = hub_customers.write_doc(conn, ws, node, doc, ctx, row, free_key=free_key)
         if row is None:  # a new customer's subscriptions are as asked (consent reason NEW)
             after: Mapping[str, Any] = {i["id"]: Stored(i["status"], Reason.NEW.value) for i in items}
         else:
@@ -299,8 +309,12 @@ def _target(
 ) -> tuple[Workspace, Node]:
     if not isinstance(node_id, str) or not node_id:
         raise invalid([FieldProblem("nodeId", "nodeId is required", "E206")])
-    ws = load_workspace(conn, workspace_id)
-    node = load_node(conn, workspace_id, node_id)
+    ws_row = lookups.workspace(conn, workspace_id)
+    node_row = lookups.node(conn, workspace_id, node_id) if ws_row is not None else None
+    if ws_row is None or node_row is None:  # answered by the usual loads, with their errors
+        ws, node = load_workspace(conn, workspace_id), load_node(conn, workspace_id, node_id)
+    else:
+        ws, node = workspace_of(ws_row), node_of(node_row)
     if writable:
         require_writable(node)
     return ws, node
@@ -309,6 +323,8 @@ def _target(
 def _find_customer(
     conn: Connection, ws: Workspace, node: Node, email: str, for_update: bool = False
 ) -> Row[Any] | None:
+    if _matched_by_email(ws):  # the node's unique matching-key index answers in one read
+        return lookups.customer_by_match_key(conn, node.id, email, for_update=for_update)
     ids = find(conn, ws, node, EMAIL_PATH, [email]).get(email, [])
     if len(ids) > 1:
         raise ConflictError(
@@ -319,6 +335,15 @@ def _find_customer(
     if not ids:
         return None
     return store.get(conn, ws.id, ids[0], for_update=for_update)
+
+
+def _matched_by_email(ws: Workspace) -> bool:
+    """Customers are matched by their (case-insensitive) email alone: it is their matching key."""
+    return (
+        ws.matching_properties == (EMAIL_PATH,)
+        and ws.uniqueness_policy != UniquenessPolicy.NO_CHECK
+        and not ws.case_sensitive
+    )
 
 
 def _statuses(conn: Connection, customer_id: str) -> dict[str, Row[Any]]:
@@ -354,21 +379,9 @@ def _retrying(db: Database, work: Callable[[Connection], T], attempts: int = 3) 
     """
     for attempt in range(1, attempts + 1):
         try:
-            with _writer(db), db.write() as conn:
+            with db.write() as conn:
                 return work(conn)
         except (exc.IntegrityError, ConflictError) as e:
             if attempt == attempts or (isinstance(e, ConflictError) and e.code != "E300"):
                 raise
     raise AssertionError("unreachable")
-
-
-_writer_locks: dict[int, threading.Lock] = {}
-
-
-def _writer(db: Database) -> AbstractContextManager[Any]:
-    """On SQLite, queue this process's subscribe writes on a lock before they ask for the
-    database's write lock: SQLite's busy handler makes a waiting writer sleep up to 100 ms
-    between tries, which under a burst of requests turns into long tail latencies."""
-    if not db.is_sqlite:
-        return nullcontext()
-    return _writer_locks.setdefault(id(db), threading.Lock())
