@@ -3,7 +3,7 @@ PY := .venv/bin/python
 STAMP = .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test check lint format bench services docs clean
+.PHONY: run test check lint format bench services docs screenshots clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/bootstrap.sh
@@ -45,6 +45,10 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m contactsync errors --markdown > docs/errors.md
 	$(PY) scripts/gen_docs.py
+
+# the console's pictures in docs/screenshots/, taken by the browser tests
+screenshots: $(STAMP) services
+	CONTACTSYNC_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/browser
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

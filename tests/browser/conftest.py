@@ -8,6 +8,7 @@ Each test saves a screenshot of its main screen into docs/screenshots/.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -141,10 +142,15 @@ def sign_in(page: object, name: str = "admin") -> None:
 
 
 def screenshot(page: object, name: str) -> None:
-    """Save the page into docs/screenshots/NAME.png (endpoint URLs, which hold this machine's
-    temporary paths, are masked)."""
-    if os.environ.get("CONTACTSYNC_NO_SCREENSHOTS"):
-        return
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    """Take a screenshot of the page (endpoint URLs, which hold this machine's temporary paths,
+    are masked): into docs/screenshots/NAME.png under ``make screenshots``
+    (CONTACTSYNC_UPDATE_SCREENSHOTS=1), else into a temporary folder, so that a test run does
+    not change the documentation's pictures."""
+    folder = SCREENSHOTS if os.environ.get("CONTACTSYNC_UPDATE_SCREENSHOTS") else _scratch()
+    folder.mkdir(parents=True, exist_ok=True)
     masked = [page.locator(".endpoint")]  # type: ignore[attr-defined]
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, mask=masked)  # type: ignore[attr-defined]
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True, mask=masked)  # type: ignore[attr-defined]
+
+
+def _scratch() -> Path:
+    return Path(tempfile.gettempdir()) / "contactsync-screenshots"
