@@ -21,9 +21,16 @@ from contactsync.settings import Settings
 from contactsync.store.db import Database
 from contactsync.store.tables import metadata
 
-PG_URL = os.environ.get(
-    "CONTACTSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/contactsync_test"
+_BASE_PG_URL = sa.engine.make_url(
+    os.environ.get("CONTACTSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/contactsync_test")
 )
+# Under pytest-xdist each worker process gets its own PostgreSQL database (and, named after it,
+# its own MariaDB database), created on first use: the tests truncate what they use.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+PG_URL = _BASE_PG_URL.set(
+    database=f"{_BASE_PG_URL.database}_{WORKER}" if WORKER else _BASE_PG_URL.database
+).render_as_string(hide_password=False)
+CLIENT_DB = f"{sa.engine.make_url(PG_URL).database}_client"  # a client's own database on MariaDB
 IN_CI = os.environ.get("CI") == "true"
 
 pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.sftp"]
@@ -43,6 +50,23 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db.migrate()
     db.dispose()
     return path
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """An xdist worker's own PostgreSQL database is created before any test reaches for it (an
+    unreachable server is reported by the tests that need it)."""
+    if not WORKER:
+        return
+    name = sa.engine.make_url(PG_URL).database
+    server = sa.create_engine(_BASE_PG_URL.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).first() is None:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError:
+        pass
+    finally:
+        server.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from contactsync.errors import AuthError, ConfigError, TransientError
 from contactsync.exchange.dbrows import read_db_rows, shown_url, write_db_rows
 from contactsync.settings import Settings
-from tests.conftest import PG_URL, _missing, free_port
+from tests.conftest import CLIENT_DB, PG_URL, _missing, free_port
 
 MARIADB_SERVER = os.environ.get("CONTACTSYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
-MARIADB_DB = "contactsync_h1_client"
+MARIADB_DB = CLIENT_DB
 PG_SCHEMA = "exchange_client"
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PG_URL, _missing
+from tests.conftest import CLIENT_DB, PG_URL, _missing
 from tests.fixtures.sftp import SftpServer
 from tests.integration.test_exchange_support import Ex, csv_text, ex  # noqa: F401 - the `ex` fixture
 
@@ -54,12 +54,12 @@ def client_db(request: pytest.FixtureRequest, ex: Ex) -> Iterator[tuple[str, str
         server = sa.create_engine(MARIADB_URL)
         try:
             with server.begin() as conn:
-                conn.exec_driver_sql("CREATE DATABASE IF NOT EXISTS contactsync_h2_client")
+                conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS {CLIENT_DB}")
         except sa.exc.OperationalError:
             _missing("MariaDB at 127.0.0.1:3306")
         finally:
             server.dispose()
-        url = f"{MARIADB_URL}/contactsync_h2_client"
+        url = f"{MARIADB_URL}/{CLIENT_DB}"
     _fill(url, table)
     yield url, table
     engine = sa.create_engine(url)
