@@ -20,7 +20,8 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, BinaryIO
+from itertools import islice
+from typing import Any, BinaryIO, NoReturn
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder, tostring
 
 from defusedxml import DefusedXmlException
@@ -206,85 +207,192 @@ def read_rows(stream: BinaryIO, fmt: Format) -> Iterator[InputRow]:
     return _read_xml(stream, fmt)
 
 
-class _CsvLines:
-    """Physical lines of a CSV file, decoded, no longer than the limit; remembers the lines
-    the csv reader took for the current record (its raw text) and whether one was not valid
-    in the file's encoding."""
+#: bytes read from a CSV file at a time; each chunk is cut after its last line break
+READ_SIZE = 256 * 1024
+_END_OF_DATA = "unexpected end of data"  # the csv module's error for a record its input cut short
+_BLANK_LINE = re.compile(rb"^\r*$", re.MULTILINE)  # a line the csv module reads as no record
+
+#: one record of a CSV file: its fields, the csv module's error (or None), its raw text (without
+#: the final line break), the physical line number of its first line not valid in the encoding
+_Record = tuple[list[str], str | None, str, int | None]
+
+
+class _CsvChunks:
+    """A CSV file read as chunks of whole lines, each parsed by the csv module at C speed.
+
+    A record is one line of its chunk (its raw text is that line, no copy) unless a quoted
+    field holds a line break; one that the end of a chunk cuts short starts the next chunk.
+    Every record is checked against the length limit (quoted line breaks included, in bytes
+    of the file) before anything after it is handed on, and no more than about the limit plus
+    a chunk is held, however long a line is.
+    """
 
     def __init__(self, stream: BinaryIO, fmt: CsvFormat) -> None:
         self.stream = stream
+        self.fmt = fmt
         self.limit = fmt.max_line_bytes
         self.encoding = codecs.lookup(fmt.encoding).name
-        self.first = True
-        self.taken: list[str] = []
-        self.taken_bytes = 0
-        self.bad_line: int | None = None  # physical line number of the first undecodable line
-        self.line_number = 0
+        self.quote = fmt.quotechar.encode(self.encoding)
+        self.buffer = b""
+        self.keep = 0  # bytes at the buffer's start that must not be a chunk alone (a cut record)
+        self.at_start = True  # the buffer starts at the file's first byte (a BOM may be there)
+        self.eof = False
+        self.line_base = 0  # physical lines before the buffer
 
-    def __iter__(self) -> Iterator[str]:
-        readline, limit = self.stream.readline, self.limit
+    # -- chunks --------------------------------------------------------------------------------
+
+    def chunks(self) -> Iterator[tuple[bytes, int | None]]:
+        """Chunks of whole lines (the file's last line may be unterminated), each with the index
+        of its first line past the limit; E601 as soon as a line grows past the limit before
+        its line break is read."""
         while True:
-            line = readline(limit + 1)
-            if not line:
+            buffer = self.buffer
+            while not self.eof:
+                cut = buffer.rfind(b"\n")
+                if cut >= self.keep and len(buffer) >= READ_SIZE:
+                    break
+                if len(buffer) - (cut + 1) > self.limit:  # the line after the last break
+                    if cut >= self.keep:
+                        break  # the lines before it first
+                    self._reject(self.line_base + buffer.count(b"\n") + 1, record=False)
+                data = self.stream.read(READ_SIZE)
+                if not data:
+                    self.eof = True
+                buffer += data
+            if not buffer:
                 return
-            self.line_number += 1
-            self.taken_bytes += len(line)
-            if self.taken_bytes > limit:
-                what = "line" if len(self.taken) == 0 else "record (quoted line breaks included)"
-                raise FileRejected(
-                    f"line {self.line_number}: a {what} is longer than {limit} bytes; "
-                    "nothing from this file is written",
-                    code="E601",
-                    data={"line": self.line_number, "limit": limit},
-                )
-            text = self._decode(line)
-            self.taken.append(text)
-            yield text
+            cut = len(buffer) if self.eof else buffer.rfind(b"\n") + 1
+            chunk, self.buffer, self.keep = buffer[:cut], buffer[cut:], 0
+            yield chunk, (self._first_long_line(chunk) if len(chunk) > self.limit else None)
 
-    def _decode(self, line: bytes) -> str:
+    def _first_long_line(self, chunk: bytes) -> int | None:
+        """The index of the chunk's first line longer than the limit with its line break."""
+        limit = self.limit
+        lines = chunk.split(b"\n")
+        last = len(lines) - 1
+        for i, line in enumerate(lines):
+            if len(line) + (i < last) > limit:
+                return i
+        return None
+
+    def _reject(self, line: int, *, record: bool) -> NoReturn:
+        what = "record (quoted line breaks included)" if record else "line"
+        raise FileRejected(
+            f"line {line}: a {what} is longer than {self.limit} bytes; nothing from this file is written",
+            code="E601",
+            data={"line": line, "limit": self.limit},
+        )
+
+    def _decode(self, chunk: bytes) -> tuple[str, set[int]]:
+        """The chunk's text and the indexes of its lines that are not valid in the encoding."""
         encoding = self.encoding
-        if self.first:
-            self.first = False
-            if encoding == "utf-8":
-                encoding = "utf-8-sig"
+        first = "utf-8-sig" if self.at_start and encoding == "utf-8" else encoding
         try:
-            return line.decode(encoding)
+            return chunk.decode(first), set()
         except UnicodeDecodeError:
-            if self.bad_line is None:
-                self.bad_line = self.line_number
-            return line.decode(encoding, "replace")
+            pass
+        bad: set[int] = set()
+        texts = []
+        for i, line in enumerate(chunk.split(b"\n")):
+            codec = first if i == 0 else encoding
+            try:
+                texts.append(line.decode(codec))
+            except UnicodeDecodeError:
+                bad.add(i)
+                texts.append(line.decode(codec, "replace"))
+        return "\n".join(texts), bad
 
-    def take(self) -> tuple[str, int | None]:
-        """The raw text of the record just parsed (without its final line break)."""
-        raw = "".join(self.taken)
-        bad = self.bad_line
-        self.taken.clear()
-        self.taken_bytes = 0
-        self.bad_line = None
-        return raw.removesuffix("\n").removesuffix("\r"), bad
+    # -- records -------------------------------------------------------------------------------
+
+    def records(self) -> Iterator[_Record]:
+        for chunk, too_long in self.chunks():
+            yield from self.parse(chunk, too_long)
+
+    def parse(self, chunk: bytes, too_long: int | None) -> Iterator[_Record]:
+        """The records of a chunk; one that its end cuts short goes back to the buffer."""
+        fmt, limit, base = self.fmt, self.limit, self.line_base
+        text, bad = self._decode(chunk)
+        lines = text.split("\n")
+        count = len(lines) - 1 if text.endswith("\n") else len(lines)  # physical lines
+        final = self.eof and not self.buffer
+        reader = csv.reader(
+            io.StringIO(text, newline="\n"), delimiter=fmt.delimiter, quotechar=fmt.quotechar, strict=True
+        )
+        offsets: list[int] | None = None  # byte offset of each line, for records over several
+        done = 0  # lines of the chunk read so far
+        while done < count:
+            try:
+                fields = next(reader)
+                error = None
+            except StopIteration:
+                break
+            except csv.Error as e:
+                fields, error = [], str(e)
+            end = reader.line_num
+            if end - done > 1 or error is not None or (too_long is not None and end > too_long):
+                if offsets is None:
+                    offsets = [0]
+                    for line in chunk.split(b"\n"):
+                        offsets.append(offsets[-1] + len(line) + 1)
+                    offsets[-1] = len(chunk)  # no line break after the last line
+                for i in range(done, end):
+                    if min(offsets[i + 1], len(chunk)) - offsets[done] > limit:
+                        self._reject(base + i + 1, record=i > done)
+                if error == _END_OF_DATA and end >= count and not final:
+                    # the chunk ends inside this record: it starts the next chunk
+                    self.buffer = chunk[offsets[done] :] + self.buffer
+                    self.keep = len(chunk) - offsets[done]
+                    self.line_base = base + done
+                    self.at_start = self.at_start and done == 0
+                    return
+                raw = "\n".join(lines[done:end])
+            else:
+                raw = lines[done]
+            if raw.endswith("\r"):
+                raw = raw[:-1]
+            bad_line = None
+            if bad:
+                bad_line = next((base + i + 1 for i in range(done, end) if i in bad), None)
+            done = end
+            yield fields, error, raw, bad_line
+        self.line_base = base + count
+        self.at_start = False
+
+    def skim(self) -> Iterator[_Record | int]:
+        """:meth:`records`, except that a chunk without a quote character (after the header) is
+        not parsed: it has one record per line, so checking its lines against the limit is
+        enough, and the number of its records stands for them (what :func:`check_csv` needs)."""
+        header = self.fmt.header  # its record is still to come: parse until it is read
+        for chunk, too_long in self.chunks():
+            if header or self.quote in chunk:
+                for record in self.parse(chunk, too_long):
+                    header = header and not (record[0] or record[1] is not None)
+                    yield record
+                continue
+            if too_long is not None:
+                self._reject(self.line_base + too_long + 1, record=False)
+            lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+            self.line_base += lines
+            self.at_start = False
+            # the pattern also matches after the chunk's final line break
+            yield lines - len(_BLANK_LINE.findall(chunk)) + chunk.endswith(b"\n")
 
 
 def _read_csv(stream: BinaryIO, fmt: CsvFormat) -> Iterator[InputRow]:
-    lines = _CsvLines(stream, fmt)
-    reader = csv.reader(lines, delimiter=fmt.delimiter, quotechar=fmt.quotechar, strict=True)
     columns: list[str] | None = None if fmt.header else list(fmt.columns)
+    width = len(columns) if columns is not None else 0
     number = 0
-    while True:
-        try:
-            fields_ = next(reader)
-            error = None
-        except StopIteration:
-            return
-        except csv.Error as e:
-            fields_, error = [], str(e)
-        raw, bad_line = lines.take()
+    for fields_, error, raw, bad_line in _CsvChunks(stream, fmt).records():
         if not fields_ and error is None:
             continue  # a blank line
         if columns is None:
             columns = _header(fields_, error, bad_line, raw, fmt)
+            width = len(columns)
             continue
         number += 1
-        problem = None
+        if bad_line is None and error is None and len(fields_) == width:
+            yield InputRow(number, dict(zip(columns, fields_, strict=True)), raw)
+            continue
         if bad_line is not None:
             problem = RowProblem(
                 "E605",
@@ -293,14 +401,40 @@ def _read_csv(stream: BinaryIO, fmt: CsvFormat) -> Iterator[InputRow]:
             )
         elif error is not None:
             problem = RowProblem("E604", f"malformed row: {error}")
-        elif len(fields_) != len(columns):
-            problem = RowProblem(
-                "E604", f"malformed row: {len(fields_)} fields where the header has {len(columns)}"
-            )
-        if problem is not None:
-            yield InputRow(number, None, raw, problem)
         else:
-            yield InputRow(number, dict(zip(columns, fields_, strict=True)), raw)
+            problem = RowProblem("E604", f"malformed row: {len(fields_)} fields where the header has {width}")
+        yield InputRow(number, None, raw, problem)
+
+
+@dataclass
+class CsvCheck:
+    columns: list[str]  # the header's (or the format's) columns
+    rows: int  # records after the header, blank lines not counted
+
+
+def check_csv(stream: BinaryIO, fmt: CsvFormat) -> CsvCheck:
+    """What reading the whole file would refuse, found without parsing every row: a header the
+    file cannot be read with (E603), a line or record past the limit (E601), as FileRejected.
+
+    A chunk of the file without a quote character has one record per line: its lines are
+    checked against the limit at the speed of a byte search. The others are parsed as
+    :func:`read_rows` parses them, so that records over several lines are measured whole.
+    """
+    _raise_problems(csv_problems(fmt))
+    columns: list[str] | None = None if fmt.header else list(fmt.columns)
+    rows = 0
+    for record in _CsvChunks(stream, fmt).skim():
+        if isinstance(record, int):
+            rows += record
+            continue
+        fields_, error, raw, bad_line = record
+        if not fields_ and error is None:
+            continue
+        if columns is None:
+            columns = _header(fields_, error, bad_line, raw, fmt)
+            continue
+        rows += 1
+    return CsvCheck(columns or [], rows)
 
 
 def _header(
@@ -419,9 +553,11 @@ def neutralise(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
-def write_rows(
-    stream: BinaryIO, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], fmt: Format
-) -> int:
+#: a row to write: column → value, or the values in the order of the columns
+OutputRow = Mapping[str, Any] | Sequence[Any]
+
+
+def write_rows(stream: BinaryIO, columns: Sequence[str], rows: Iterable[OutputRow], fmt: Format) -> int:
     """Write ``rows`` (missing keys and None are empty cells) and return how many were written.
 
     CSV cells are neutralised; characters the encoding cannot hold are written as ``?`` (CSV)
@@ -448,9 +584,18 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _write_csv(
-    stream: BinaryIO, columns: list[str], rows: Iterable[Mapping[str, Any]], fmt: CsvFormat
-) -> int:
+def _csv_cell(value: Any) -> str:
+    """``neutralise(_text(value))``, the common case first."""
+    if type(value) is str:
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return neutralise(_text(value))
+
+
+def _values(columns: list[str], row: OutputRow) -> Sequence[Any]:
+    return [row.get(c) for c in columns] if isinstance(row, Mapping) else row
+
+
+def _write_csv(stream: BinaryIO, columns: list[str], rows: Iterable[OutputRow], fmt: CsvFormat) -> int:
     encoding = "utf-8-sig" if fmt.write_bom else fmt.encoding
     text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline="", write_through=False)
     try:
@@ -458,9 +603,10 @@ def _write_csv(
         if fmt.header:
             writer.writerow(columns)
         count = 0
-        for row in rows:
-            writer.writerow([neutralise(_text(row.get(c))) for c in columns])
-            count += 1
+        it = iter(rows)
+        while chunk := list(islice(it, 1000)):
+            writer.writerows([list(map(_csv_cell, _values(columns, row))) for row in chunk])
+            count += len(chunk)
         text.flush()
     finally:
         text.detach()  # the caller owns and closes the stream
@@ -475,9 +621,7 @@ def _xml_text(value: Any) -> str:
     return _XML_ILLEGAL.sub("\ufffd", _text(value)).translate(_XML_ESCAPES)
 
 
-def _write_xml(
-    stream: BinaryIO, columns: list[str], rows: Iterable[Mapping[str, Any]], fmt: XmlFormat
-) -> int:
+def _write_xml(stream: BinaryIO, columns: list[str], rows: Iterable[OutputRow], fmt: XmlFormat) -> int:
     text = io.TextIOWrapper(stream, encoding=fmt.encoding, errors="xmlcharrefreplace", newline="")
     try:
         text.write(f'<?xml version="1.0" encoding="{codecs.lookup(fmt.encoding).name}"?>\n')
@@ -485,7 +629,9 @@ def _write_xml(
         open_, close = f"  <{fmt.record_element}>", f"</{fmt.record_element}>\n"
         count = 0
         for row in rows:
-            cells = "".join(f"<{c}>{_xml_text(row.get(c))}</{c}>" for c in columns)
+            cells = "".join(
+                f"<{c}>{_xml_text(v)}</{c}>" for c, v in zip(columns, _values(columns, row), strict=True)
+            )
             text.write(f"{open_}{cells}{close}")
             count += 1
         text.write(f"</{fmt.root_element}>\n")

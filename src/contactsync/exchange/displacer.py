@@ -141,16 +141,16 @@ def window(options: DisplacerOptions, tz_name: str, now_ms: int) -> tuple[int | 
     return None, None
 
 
-def rows(db: Database, job: Job, node: Node, now_ms: int) -> tuple[list[str], Iterator[dict[str, Any]]]:
+def rows(db: Database, job: Job, node: Node, now_ms: int) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
     """The output columns and the rows, streamed from one read transaction."""
     options: DisplacerOptions = job.options()
     mapping = columns_of(job)
-    getters = [(name, _getter(path)) for name, path in mapping.items()]
+    getters = [_getter(path) for path in mapping.values()]
     needs_subs = any(path.startswith("subscriptions.") for path in mapping.values())
     start, end = window(options, job.spec.timezone, now_ms)
     node_ids = [node.id, *node.members]
 
-    def produce() -> Iterator[dict[str, Any]]:
+    def produce() -> Iterator[tuple[Any, ...]]:
         with db.read() as conn:
             if options.rows == "subscription":
                 source = store.iter_subscription_rows(
@@ -166,7 +166,7 @@ def rows(db: Database, job: Job, node: Node, now_ms: int) -> tuple[list[str], It
                 )
                 for row in source:
                     data = orjson.loads(row.data)
-                    yield {name: get(row, data, {}) for name, get in getters}
+                    yield tuple([get(row, data, _EMPTY) for get in getters])
                 return
             filtered = bool(
                 options.subscriptions_included
@@ -201,13 +201,18 @@ def _passes(sub: Any, options: DisplacerOptions) -> bool:
 def _customer_rows(
     conn: Any,
     batch: Sequence[Any],
-    getters: list[tuple[str, Getter]],
+    getters: list[Getter],
     options: DisplacerOptions,
     load_subs: bool,
     filtered: bool,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[tuple[Any, ...]]:
     subs = sub_store.for_customers(conn, [r.id for r in batch]) if load_subs else {}
     loads = orjson.loads
+    if not load_subs:  # the common case: no subscription column, no filter
+        for row in batch:
+            data = loads(row.data)
+            yield tuple([get(row, data, _EMPTY) for get in getters])
+        return
     for row in batch:
         own = subs.get(row.id, [])
         if filtered:
@@ -223,4 +228,4 @@ def _customer_rows(
                 continue
         by_id = {s.subscription_id: s for s in own}
         data = loads(row.data)
-        yield {name: get(row, data, by_id) for name, get in getters}
+        yield tuple([get(row, data, by_id) for get in getters])

@@ -22,12 +22,20 @@ from sqlalchemy.engine import Connection
 
 from contactsync.errors import ConfigError, RecordError
 from contactsync.exchange.codecs import InputRow
-from contactsync.exchange.inputs import Pending, Rows, chunks, scan
+from contactsync.exchange.inputs import Pending, Precheck, Rows, check, chunks
 from contactsync.exchange.jobs import ImporterOptions, Job
 from contactsync.exchange.ledger import Counts, FailedRow, Ledger
 from contactsync.exchange.mapping import Mapper
 from contactsync.hub import customers as hub_customers
-from contactsync.hub.bulk import BatchDone, RecordFailure, UpsertMode, upsert_customers
+from contactsync.hub.bulk import (
+    BatchDone,
+    Prepared,
+    RecordFailure,
+    UpsertMode,
+    is_plain_property,
+    plain_doc,
+    upsert_customers,
+)
 from contactsync.hub.context import WriteContext
 from contactsync.hub.workspaces import Node, Workspace
 from contactsync.store import customers as customer_store
@@ -36,6 +44,8 @@ from contactsync.store import subscriptions as sub_store
 from contactsync.store.db import Database
 
 DELETE_BATCH = 500
+#: records validated and planned at a time; the job's batch_size is the rows per transaction
+PARSE_BATCH = 5000
 
 
 class GuardTripped(ConfigError):
@@ -94,6 +104,12 @@ class Importer:
         self.ctx = WriteContext(origin=job.origin, actor=job.name, automatic=True)
         self.batch_size = job.spec.batch_size
         self.matching = self.mapper.key_columns is not None
+        # every record is plain (strings of base, externalId, tags): its document is built here
+        self.plain = (
+            not self.mapper.subscriptions
+            and all(is_plain_property(path) for path in job.spec.mapping.values())
+            and not any(path.startswith("tags.") for path in ws.matching_properties)
+        )
         self.side: dict[int, tuple[int, str]] = {}  # record index → (row number, raw row)
         self.before: dict[int, Pending] = {}  # record index → the rows skipped or failed before it
         self.trailing = Pending()
@@ -117,8 +133,8 @@ class Importer:
 
     # --- the run -------------------------------------------------------------------------------
 
-    def run(self, rows: Rows) -> None:
-        checked = scan(rows(), self.mapper, self.mapper.columns, collect_keys=self.overwrite)
+    def run(self, rows: Rows, precheck: Precheck | None = None) -> None:
+        checked = check(rows, precheck, self.mapper, self.mapper.columns, collect_keys=self.overwrite)
         self.total, self.columns = checked.rows, checked.columns
         if self.overwrite:
             self._plan_deletes(checked.keys, checked.unreadable)
@@ -134,7 +150,8 @@ class Importer:
             self._records(rows()),
             ctx=self.ctx,
             mode=mode,
-            batch_size=self.batch_size,
+            batch_size=min(self.batch_size, PARSE_BATCH),
+            commit_rows=self.batch_size,
             in_transaction=self._commit_batch,
         )
         tail = self.trailing
@@ -183,14 +200,14 @@ class Importer:
 
     # --- rows → records --------------------------------------------------------------------------
 
-    def _records(self, rows: Iterator[InputRow]) -> Iterator[dict[str, Any]]:
+    def _records(self, rows: Iterator[InputRow]) -> Iterator[dict[str, Any] | Prepared]:
         """The records handed to the hub, in row order; each one carries (in ``self.side``) the
         rows before it that were skipped or failed, so they commit with it."""
-        mapper, progress, matching = self.mapper, self.ledger.progress, self.matching
+        mapper, progress, matching, plain = self.mapper, self.ledger.progress, self.matching, self.plain
         seen: set[int] = set()
         pending = Pending()
         index = 0
-        for chunk in chunks(rows, self.batch_size):
+        for chunk in chunks(rows, min(self.batch_size, PARSE_BATCH)):
             items: list[tuple[InputRow, dict[str, Any] | None, str | None, tuple[str, str] | None]] = []
             for row in chunk:
                 self.last_number = row.number
@@ -225,7 +242,7 @@ class Importer:
                 items.append((row, record, key, None))
             records = self._narrow(items)
             side, before = self.side, self.before
-            for (row, _, _, problem), written in zip(items, records, strict=True):
+            for (row, _, key, problem), written in zip(items, records, strict=True):
                 if problem is not None:
                     pending.fail(row, *problem)
                 elif written is None:
@@ -236,7 +253,8 @@ class Importer:
                         before[index] = pending
                         pending = Pending()
                     index += 1
-                    yield written
+                    doc = plain_doc(written, len(row.raw)) if plain else None
+                    yield written if doc is None else Prepared(doc, key, written)
         self.trailing = pending
 
     def _narrow(

@@ -154,7 +154,7 @@ class JobSpec(_Strict):
     recipients: list[str] = []
     failed_report_on_endpoint: bool = False
     move_processed: bool = True
-    batch_size: int = Field(5000, ge=1, le=50_000)
+    batch_size: int = Field(50_000, ge=1, le=50_000)  # rows per transaction (importer)
     preset: str | None = None
 
 

@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection
 
 from contactsync.errors import ConfigError, RecordError
 from contactsync.exchange.codecs import InputRow
-from contactsync.exchange.importer import failure_row, refused_rows
-from contactsync.exchange.inputs import Pending, Rows, chunks, scan
+from contactsync.exchange.importer import PARSE_BATCH, failure_row, refused_rows
+from contactsync.exchange.inputs import Pending, Precheck, Rows, check, chunks
 from contactsync.exchange.jobs import Job, UpdaterOptions
 from contactsync.exchange.ledger import Counts, FailedRow, Ledger
 from contactsync.exchange.mapping import Mapper
@@ -47,12 +47,14 @@ class Updater:
                 code="E634",
             )
 
-    def run(self, rows: Rows) -> None:
+    def run(self, rows: Rows, precheck: Precheck | None = None) -> None:
         op_column = self.options.operation_column
-        checked = scan(rows(), self.mapper, [*self.mapper.columns, op_column], collect_keys=False)
+        required = [*self.mapper.columns, op_column]
+        checked = check(rows, precheck, self.mapper, required, collect_keys=False)
         self.total, self.columns = checked.rows, checked.columns
         seen: set[int] = set()
-        for chunk in chunks(rows(), self.job.spec.batch_size):
+        # at most PARSE_BATCH rows in memory (and in a transaction) at a time
+        for chunk in chunks(rows(), min(self.job.spec.batch_size, PARSE_BATCH)):
             fresh = [row for row in chunk if row.number > self.ledger.progress]
             for row in chunk:
                 if row.number <= self.ledger.progress and row.values is not None:
