@@ -33,11 +33,6 @@ class Settings(BaseSettings):
     sqlite_cache_mb: int = Field(
         256, description="SQLite page cache per connection, in MB (ignored on PostgreSQL)."
     )
-    batch_size: int = Field(
-        5000,
-        description="Reserved; no code reads it yet. Bulk work has its own batch sizes: an exchange job's "
-        "`batch_size` option and `contactsync sync --batch-size`.",
-    )
     default_page_size: int = Field(
         10, description="Page size of `GET /customers` and `GET /events` when `size` is not given."
     )
