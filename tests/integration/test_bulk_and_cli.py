@@ -86,6 +86,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "E120" in missing.stderr and "what to do" in missing.stderr
 
 
+@pytest.mark.slow  # CLI subprocesses end to end: in `make test`, not the quick loop
 def test_demo_gives_a_workspace_without_nodes_its_demo_node(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path}/cli.db"
     assert run_cli(db_url, "migrate").returncode == 0

@@ -212,6 +212,7 @@ def test_user_commands(hub: Hub, cli_env: None) -> None:
     assert auth.login(hub.db, "vera", "new " + PASSWORD)[1].user.role == auth.Role.ADMIN
 
 
+@pytest.mark.slow  # CLI subprocesses end to end: in `make test`, not the quick loop
 def test_demo_prints_a_console_admin_once(tmp_path: Path) -> None:
     from tests.integration.test_bulk_and_cli import run_cli
 

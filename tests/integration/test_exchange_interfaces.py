@@ -152,6 +152,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # CLI subprocesses end to end: in `make test`, not the quick loop
 def test_cli_create_run_runs_report_schedule(tmp_path: Path) -> None:
     root = tmp_path / "exchange"
     (root / "box").mkdir(parents=True)
