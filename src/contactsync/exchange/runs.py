@@ -15,8 +15,6 @@ the failed-operations CSV attached).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,11 +44,11 @@ from contactsync.exchange.updater import Updater
 from contactsync.hub.ids import new_id
 from contactsync.hub.times import format_time, now_ms
 from contactsync.hub.workspaces import load_node, load_workspace
+from contactsync.owners import owner_alive, process_owner
 from contactsync.store import exchange as store
 from contactsync.store.db import Database
 
 log = logging.getLogger(__name__)
-LEASE_MS = 5 * 60 * 1000  # a run on another host that has not beaten for this long is dead
 HEARTBEAT_ROWS = 20_000
 #: SQLite page cache of an input run's connection, in MB: at a million customers the random
 #: index pages of a load miss it a little more often than 256 MB, for no measurable time
@@ -76,23 +74,6 @@ Progress = Callable[[str, Counts, int | None], None]
 class Outcome:
     run: dict[str, Any]
     error: ContactsyncError | None = None  # why the run failed, for a caller that re-raises it
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(owner: str, heartbeat_at: int) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return now_ms() - heartbeat_at < LEASE_MS
 
 
 def run_json(row: Any) -> dict[str, Any]:
@@ -152,7 +133,7 @@ def start_run(env: ExchangeEnv, job: Job, trigger: str) -> str:
     with env.db.write() as conn:
         store.lock_job(conn, job.id)
         for other in store.running_runs(conn, job.id):
-            if _alive(other.owner, other.heartbeat_at):
+            if owner_alive(other.owner, other.heartbeat_at):
                 raise ConfigError(f"job {job.name!r} is already running (run {other.id})", code="E632")
             store.update_run(
                 conn,
@@ -173,7 +154,7 @@ def start_run(env: ExchangeEnv, job: Job, trigger: str) -> str:
                 "status": RunStatus.RUNNING.value,
                 "started_at": at,
                 "heartbeat_at": at,
-                "owner": _owner(),
+                "owner": process_owner(),
                 "progress": 0,
                 "counts": orjson.dumps(Counts().as_json()).decode(),
             },

@@ -10,8 +10,6 @@ again, up to ``worker_max_attempts``.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -21,6 +19,7 @@ from sqlalchemy.engine import Connection, Row
 
 from contactsync.hub.ids import new_id
 from contactsync.hub.times import format_time, now_ms
+from contactsync.owners import owner_alive
 from contactsync.store import schedules as store
 from contactsync.store.db import Database
 
@@ -204,17 +203,7 @@ def retry_later(db: Database, request: Request, worker: str, delay_ms: int, code
 def worker_alive(worker: str, heartbeat: int | None, now: int, stale_ms: int) -> bool:
     """Whether a worker (``host:pid/name``) still runs: by its process on this host, by its
     heartbeat elsewhere."""
-    process, _, _ = worker.partition("/")
-    host, _, pid = process.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return heartbeat is not None and now - heartbeat < stale_ms
+    return owner_alive(worker, heartbeat, now=now, lease_ms=stale_ms)
 
 
 def reclaim_stale(db: Database, *, stale_ms: int, max_attempts: int) -> list[str]:

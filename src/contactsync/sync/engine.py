@@ -22,8 +22,6 @@ and the journal entries of the run's own hub writes (origin ``sync:<source id>``
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,6 +37,7 @@ from contactsync.hub.context import WriteContext
 from contactsync.hub.ids import new_id
 from contactsync.hub.times import now_ms
 from contactsync.hub.workspaces import Node, Workspace, load_node, load_workspace
+from contactsync.owners import owner_alive, process_owner
 from contactsync.store import journal as journal_store
 from contactsync.store import subscriptions as sub_store
 from contactsync.store import sync as store
@@ -48,7 +47,6 @@ from contactsync.sync.merge import Outcome, merge
 from contactsync.sync.settings import DeleteBehaviour, Direction
 from contactsync.sync.sources import Source, SyncEnv, connector_for
 
-LEASE_MS = 5 * 60 * 1000  # a run on another host that has not beaten for this long is dead
 SKIP_CODES = frozenset({"E301", "E420", "E421", "E423", "E742"})  # skipped by a rule, not failed
 SAMPLE_SIZE = 20
 
@@ -126,23 +124,6 @@ class Item:
 class Batch:
     items: list[Item] = field(default_factory=list)
     read: int = 0
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(owner: str, heartbeat_at: int) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return now_ms() - heartbeat_at < LEASE_MS
 
 
 class Run:
@@ -240,7 +221,7 @@ class Run:
         with self.env.db.write() as conn:
             store.lock_source(conn, self.source.id)
             for other in store.running_runs(conn, self.source.id):
-                if _alive(other.owner, other.heartbeat_at):
+                if owner_alive(other.owner, other.heartbeat_at):
                     raise ConfigError(
                         f"source {self.source.name!r} is already running (run {other.id})", code="E404"
                     )
@@ -273,7 +254,7 @@ class Run:
                     "status": "running",
                     "started_at": at,
                     "heartbeat_at": at,
-                    "owner": _owner(),
+                    "owner": process_owner(),
                     "counts": orjson.dumps(self.counts.as_json()).decode(),
                 },
             )
