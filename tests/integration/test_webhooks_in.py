@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from contactsync.connectors import memory
+from contactsync.errors import NotFoundError
 from contactsync.hub import customers as hub_customers
 from contactsync.hub.consent import Status
 from contactsync.hub.times import format_time
@@ -24,8 +25,9 @@ from contactsync.notify.webhooks import WebhookConfig
 from contactsync.secrets import SecretBox, new_key
 from contactsync.store import journal as journal_store
 from contactsync.store import sync as sync_store
+from contactsync.store.tables import links
 from contactsync.store.webhook_tables import inbound_events
-from contactsync.sync import inbound, sources
+from contactsync.sync import inbound, sources, targeted
 from contactsync.sync.engine import Run, RunResult, run_source
 from contactsync.sync.inbound import InboundProcessor, parse_mailchimp
 from contactsync.sync.sources import Source, SyncEnv
@@ -328,6 +330,7 @@ def test_mailchimp_list_webhooks_are_read() -> None:
         "",
     )
     assert len(upemail.remote_ids) == 2
+    assert sorted(upemail.emails.values()) == ["a@x.com", "b@x.com"]  # what each hash stands for
     campaign = parse_mailchimp(
         urlencode({"type": "campaign", "fired_at": fired, "data[id]": "1"}).encode(), ""
     )
@@ -339,35 +342,34 @@ def _last_seq(hub: Hub) -> int:
         return journal_store.last_seq(conn, hub.workspace_id, None, None)
 
 
-def test_a_mailchimp_unsubscribe_webhook_unsubscribes_the_hub_customer_and_echoes_write_nothing(
-    hub: Hub, http: httpx.Client
-) -> None:
-    """The acceptance line with the Mailchimp sandbox: Mailchimp itself POSTs its form-encoded
-    webhooks to our live service; with the ``api`` source ticked, our own writes come back too."""
-    pytest.importorskip("contactsync.connectors.mailchimp")
-    from contactsync.sandbox.mailchimp import MailchimpSandbox
-    from contactsync.sync.sources import connector_for
+class MailchimpSetup:
+    """A Mailchimp sandbox audience synced with the hub: Ann on both sides, subscribed, and
+    the audience's webhook registered to our live service (Mailchimp GETs the URL first)."""
 
-    sandbox = MailchimpSandbox()  # real time: fired_at must be recent
-    audience = sandbox.create_list("Newsletter")
-    client = httpx.Client(transport=sandbox.transport())
-    env = SyncEnv(hub.db, SecretBox([new_key().encode()]), http=client)
-    try:
+    def __init__(self, hub: Hub, http: httpx.Client, **sync: Any) -> None:
+        from contactsync.sandbox.mailchimp import MailchimpSandbox
+        from contactsync.sync.sources import connector_for
+
+        self.sandbox = MailchimpSandbox()  # real time: fired_at must be recent
+        self.audience = self.sandbox.create_list("Newsletter")
+        self.client = httpx.Client(transport=self.sandbox.transport())
+        self.env = SyncEnv(hub.db, SecretBox([new_key().encode()]), http=self.client)
         spec = {
             "name": "mc",
             "node": hub.node_id,
             "provider": "mailchimp",
-            "config": {"api_key": sandbox.api_key, "list_id": audience},
+            "config": {"api_key": self.sandbox.api_key, "list_id": self.audience},
             "sync": {
                 "field_map": [
                     {"hub": "base.contacts.email", "provider": "email_address"},
                     {"hub": "base.firstName", "provider": "FNAME"},
                 ],
                 "match_keys": ["base.contacts.email"],
-                "subscription_map": [{"hub": "newsletter", "provider": audience}],
+                "subscription_map": [{"hub": "newsletter", "provider": self.audience}],
+                **sync,
             },
         }
-        source = sources.create_source(env, hub.workspace_id, spec)
+        self.source = sources.create_source(self.env, hub.workspace_id, spec)
         body = {
             "nodeId": hub.node_id,
             "base": {
@@ -376,49 +378,183 @@ def test_a_mailchimp_unsubscribe_webhook_unsubscribes_the_hub_customer_and_echoe
                 "subscriptions": [{"id": "newsletter", "subscribed": True}],
             },
         }
-        cid = hub_customers.create(hub.db, hub.workspace_id, body)[0]["id"]
-        full_run(env, source)
-        assert sandbox.member(audience, "ann@example.com")["status"] == "subscribed"  # type: ignore[index]
-
-        url = token_for(http, hub, source)["url"]
-        connector = connector_for(env, sources.get_source(env, hub.workspace_id, source.id))
+        self.cid: str = hub_customers.create(hub.db, hub.workspace_id, body)[0]["id"]
+        full_run(self.env, self.source)
+        member = self.sandbox.member(self.audience, "ann@example.com")
+        assert member is not None and member["status"] == "subscribed"
+        self.contact_id = str(member["contact_id"])
+        url = token_for(http, hub, self.source)["url"]
+        connector = connector_for(self.env, sources.get_source(self.env, hub.workspace_id, self.source.id))
         try:
-            connector.ensure_webhook(url)  # type: ignore[attr-defined]  # Mailchimp GETs the URL first
+            connector.ensure_webhook(url)  # type: ignore[attr-defined]
         finally:
             connector.close()
+        self.processor = InboundProcessor(self.env, WebhookConfig())
 
-        # the person unsubscribes in Mailchimp; Mailchimp tells our live service
-        sandbox.unsubscribe(audience, "ann@example.com")
-        [delivered] = sandbox.webhooks.wait(1)
-        assert delivered.type == "unsubscribe" and delivered.status == 200
-        (event_row,) = queued(hub)
-        assert event_row.status == "queued"
-        processor = InboundProcessor(env, WebhookConfig())
-        assert processor.tick() == 1
-        assert newsletter(hub_state(hub)["ann@example.com"]) == "unsubscribed"
-        ledger = hub_customers.consent_ledger(hub.db, hub.workspace_id, cid)
-        assert ledger[-1]["status"] == "unsubscribed" and ledger[-1]["origin"] == source.origin
-        after_pull = full_run(env, source)  # the next sync writes nothing back
-        c = after_pull.counts
-        assert (c.hub.updated, c.provider.updated, c.provider.created) == (0, 0, 0)
-        assert sandbox.member(audience, "ann@example.com")["status"] == "unsubscribed"  # type: ignore[index]
+    def close(self) -> None:
+        self.client.close()
+        self.sandbox.close()
 
-        # our own write, echoed back by Mailchimp (api source ticked), causes nothing
-        hub_customers.patch(hub.db, hub.workspace_id, cid, {"base": {"firstName": "Annie"}})
-        assert full_run(env, source).counts.provider.updated == 1
-        echoes = [d for d in sandbox.webhooks.wait(2) if d.type == "profile"]
-        assert echoes and echoes[0].status == 200
-        requests_before = len(sandbox.api_requests())
-        assert processor.tick() == 1
-        (_, echo_row) = queued(hub)
-        with hub.db.read() as conn:
-            run = sync_store.get_run(conn, echo_row.run_id)
-        assert run is not None
-        counts = orjson.loads(run.counts)
-        assert counts["hub"]["updated"] == counts["provider"]["updated"] == 0 and counts["unchanged"] == 1
-        writes = [r for r in sandbox.api_requests()[requests_before:] if r.method != "GET"]
-        assert writes == []  # no loop
-        assert full_run(env, source).counts.provider.updated == 0
+    def links(self) -> dict[str, str]:
+        """customer id → remote id of the source's links."""
+        with self.env.db.read() as conn:
+            rows = conn.execute(sa.select(links).where(links.c.source_id == self.source.id)).all()
+        return {r.customer_id: r.remote_id for r in rows}
+
+
+@pytest.fixture
+def mailchimp(request: pytest.FixtureRequest, hub: Hub, http: httpx.Client) -> Iterator[MailchimpSetup]:
+    pytest.importorskip("contactsync.connectors.mailchimp")
+    setup = MailchimpSetup(hub, http, **getattr(request, "param", {}))
+    try:
+        yield setup
     finally:
-        client.close()
-        sandbox.close()
+        setup.close()
+
+
+def test_a_mailchimp_unsubscribe_webhook_unsubscribes_the_hub_customer_and_echoes_write_nothing(
+    hub: Hub, mailchimp: MailchimpSetup
+) -> None:
+    """The acceptance line with the Mailchimp sandbox: Mailchimp itself POSTs its form-encoded
+    webhooks to our live service; with the ``api`` source ticked, our own writes come back too."""
+    sandbox, audience, env, source, cid = (
+        mailchimp.sandbox,
+        mailchimp.audience,
+        mailchimp.env,
+        mailchimp.source,
+        mailchimp.cid,
+    )
+    # the person unsubscribes in Mailchimp; Mailchimp tells our live service
+    sandbox.unsubscribe(audience, "ann@example.com")
+    [delivered] = sandbox.webhooks.wait(1)
+    assert delivered.type == "unsubscribe" and delivered.status == 200
+    (event_row,) = queued(hub)
+    assert event_row.status == "queued"
+    processor = mailchimp.processor
+    assert processor.tick() == 1
+    assert newsletter(hub_state(hub)["ann@example.com"]) == "unsubscribed"
+    ledger = hub_customers.consent_ledger(hub.db, hub.workspace_id, cid)
+    assert ledger[-1]["status"] == "unsubscribed" and ledger[-1]["origin"] == source.origin
+    after_pull = full_run(env, source)  # the next sync writes nothing back
+    c = after_pull.counts
+    assert (c.hub.updated, c.provider.updated, c.provider.created) == (0, 0, 0)
+    assert sandbox.member(audience, "ann@example.com")["status"] == "unsubscribed"  # type: ignore[index]
+
+    # our own write, echoed back by Mailchimp (api source ticked), causes nothing
+    hub_customers.patch(hub.db, hub.workspace_id, cid, {"base": {"firstName": "Annie"}})
+    assert full_run(env, source).counts.provider.updated == 1
+    echoes = [d for d in sandbox.webhooks.wait(2) if d.type == "profile"]
+    assert echoes and echoes[0].status == 200
+    requests_before = len(sandbox.api_requests())
+    assert processor.tick() == 1
+    (_, echo_row) = queued(hub)
+    with hub.db.read() as conn:
+        run = sync_store.get_run(conn, echo_row.run_id)
+    assert run is not None
+    counts = orjson.loads(run.counts)
+    assert counts["hub"]["updated"] == counts["provider"]["updated"] == 0 and counts["unchanged"] == 1
+    writes = [r for r in sandbox.api_requests()[requests_before:] if r.method != "GET"]
+    assert writes == []  # no loop
+    assert full_run(env, source).counts.provider.updated == 0
+
+
+def _nothing_written(result: RunResult) -> None:
+    c = result.counts
+    writes = [
+        getattr(getattr(c, side), a)
+        for side in ("hub", "provider")
+        for a in ("created", "updated", "deleted")
+    ]
+    assert writes == [0] * 6
+
+
+def _processed_run(hub: Hub, mailchimp: MailchimpSetup, kind: str) -> dict[str, Any]:
+    """Wait for Mailchimp's ``kind`` webhook, process it; the counts of its targeted pull."""
+    deliveries = [d for d in mailchimp.sandbox.webhooks.wait(1) if d.type == kind]
+    assert deliveries and deliveries[0].status == 200
+    assert mailchimp.processor.tick() == 1
+    (row,) = queued(hub)
+    assert row.status == "processed", (row.error_code, row.error)
+    with hub.db.read() as conn:
+        run = sync_store.get_run(conn, row.run_id)
+    assert run is not None and run.status == "succeeded"
+    counts: dict[str, Any] = orjson.loads(run.counts)
+    return counts
+
+
+@pytest.mark.parametrize("mailchimp", [{"delete_behaviour": "delete"}], indirect=True)
+def test_a_member_deleted_permanently_in_mailchimp_deletes_the_hub_customer(
+    hub: Hub, mailchimp: MailchimpSetup
+) -> None:
+    """Mailchimp keeps no trace of a permanently deleted member: its webhook names the address
+    (``unsubscribe`` with ``action=delete``), the link is found by it, and the customer goes."""
+    mailchimp.sandbox.delete_permanent(mailchimp.audience, "ann@example.com")
+    deliveries = mailchimp.sandbox.webhooks.wait(1)
+    assert deliveries[0].form["data[action]"] == "delete"
+    counts = _processed_run(hub, mailchimp, "unsubscribe")
+    assert counts["hub"]["deleted"] == 1
+    assert hub_state(hub) == {}
+    assert mailchimp.links() == {}
+    with pytest.raises(NotFoundError):
+        hub_customers.get(hub.db, hub.workspace_id, mailchimp.cid)
+
+    _nothing_written(full_run(mailchimp.env, mailchimp.source))
+    assert mailchimp.sandbox.member(mailchimp.audience, "ann@example.com") is None
+
+
+@pytest.mark.parametrize("mailchimp", [{"delete_behaviour": "ignore"}], indirect=True)
+def test_a_member_deleted_permanently_in_mailchimp_keeps_the_hub_customer_when_told_to(
+    hub: Hub, mailchimp: MailchimpSetup
+) -> None:
+    before = hub_state(hub)["ann@example.com"]
+    mailchimp.sandbox.delete_permanent(mailchimp.audience, "ann@example.com")
+    counts = _processed_run(hub, mailchimp, "unsubscribe")
+    assert counts["hub"]["deleted"] == counts["hub"]["updated"] == 0
+    kept = hub_state(hub)["ann@example.com"]
+    assert kept["id"] == mailchimp.cid and newsletter(kept) == "subscribed"
+    assert kept["base"] == before["base"]
+    assert mailchimp.links() == {}  # the link went with the member
+
+    _nothing_written(full_run(mailchimp.env, mailchimp.source))
+    assert mailchimp.sandbox.member(mailchimp.audience, "ann@example.com") is None
+
+
+@pytest.mark.parametrize("mailchimp", [{"delete_behaviour": "delete"}], indirect=True)
+def test_an_address_changed_in_mailchimp_updates_the_same_customer(
+    hub: Hub, mailchimp: MailchimpSetup
+) -> None:
+    """``upemail`` names the old and the new address; the member keeps its contact_id, so the
+    pull by the new address updates the linked customer: no duplicate, and no deletion."""
+    mailchimp.sandbox.edit(mailchimp.audience, "ann@example.com", email_address="Ann.New@Example.com")
+    counts = _processed_run(hub, mailchimp, "upemail")
+    assert counts["hub"]["updated"] == 1
+    assert (counts["hub"]["created"], counts["hub"]["deleted"]) == (0, 0)
+    state = hub_state(hub)
+    assert list(state) == ["ann.new@example.com"]
+    ann = state["ann.new@example.com"]
+    assert (
+        ann["id"] == mailchimp.cid and ann["base"]["firstName"] == "Ann" and newsletter(ann) == "subscribed"
+    )
+    assert mailchimp.links() == {mailchimp.cid: mailchimp.contact_id}
+
+    _nothing_written(full_run(mailchimp.env, mailchimp.source))
+    member = mailchimp.sandbox.member(mailchimp.audience, "ann.new@example.com")
+    assert member is not None and member["contact_id"] == mailchimp.contact_id
+    assert len(mailchimp.sandbox.members(mailchimp.audience)) == 1
+
+
+@pytest.mark.parametrize("mailchimp", [{"delete_behaviour": "delete"}], indirect=True)
+def test_an_old_address_the_member_left_is_not_taken_for_a_deletion(
+    hub: Hub, mailchimp: MailchimpSetup
+) -> None:
+    """An event naming only the address the member had (its ``upemail`` not pulled with it):
+    Mailchimp has no member there, but the linked contact_id still exists, so nothing is deleted
+    and the customer takes the member's current address."""
+    mailchimp.sandbox.edit(mailchimp.audience, "ann@example.com", email_address="ann.new@example.com")
+    old = hashlib.md5(b"ann@example.com", usedforsecurity=False).hexdigest()
+    source = sources.get_source(mailchimp.env, hub.workspace_id, mailchimp.source.id)
+    result = targeted.pull(mailchimp.env, source, [old], emails={old: "ann@example.com"})
+    assert result.status == "succeeded", result.error
+    assert (result.counts.hub.deleted, result.counts.hub.updated) == (0, 1)
+    assert hub_state(hub)["ann.new@example.com"]["id"] == mailchimp.cid
+    assert mailchimp.links() == {mailchimp.cid: mailchimp.contact_id}

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 
 from contactsync.store.tables import links, run_records, runs, sources, sync_retries
@@ -85,6 +86,33 @@ def links_by_customer(conn: Connection, source_id: str, customer_ids: Sequence[s
         links.c.source_id == source_id, links.c.customer_id.in_(list(customer_ids))
     )
     return {r.customer_id: r for r in conn.execute(query)}
+
+
+def links_by_remote_or_base(
+    conn: Connection, source_id: str, remote_ids: Sequence[str], path: str | None, values: Sequence[str]
+) -> list[Row[Any]]:
+    """Links whose remote id is one of ``remote_ids``, or whose base holds one of ``values`` at
+    hub path ``path`` (compared lower-cased: ``values`` are given lower-cased), in one query.
+
+    How a provider event that names a record by another key than its remote id (Mailchimp: the
+    address) finds the link of a record the provider no longer has. The base is the link's
+    JSON ``{"f": {hub path: value}, "s": …}``; the value match reads every link of the source.
+    """
+    conds: list[sa.ColumnElement[bool]] = []
+    if remote_ids:
+        conds.append(links.c.remote_id.in_(list(remote_ids)))
+    if path and values:
+        text: sa.ColumnElement[str]
+        if conn.dialect.name == "postgresql":
+            keys = sa.literal(["f", path], postgresql.ARRAY(sa.Text))
+            text = sa.cast(links.c.base, postgresql.JSONB).op("#>>", return_type=sa.Text)(keys)
+        else:
+            text = sa.func.json_extract(links.c.base, f'$.f."{path}"')
+        conds.append(sa.func.lower(text).in_(list(values)))
+    if not conds:
+        return []
+    query = sa.select(links).where(links.c.source_id == source_id, sa.or_(*conds))
+    return list(conn.execute(query).all())
 
 
 def upsert_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

@@ -25,7 +25,7 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -123,6 +123,9 @@ class ParsedEvent:
     remote_ids: list[str]
     fired_at: int | None = None  # epoch ms, when the provider sends a time
     event_id: str | None = None  # the provider's own id, when it sends one
+    # the address a remote id stands for, when the provider's record id is not that key
+    # (Mailchimp: the subscriber hash; the link is keyed by contact_id): see sync.targeted
+    emails: dict[str, str] = field(default_factory=dict)
 
 
 def _bad(message: str) -> InputError:
@@ -150,9 +153,9 @@ def parse_mailchimp(body: bytes, content_type: str) -> ParsedEvent:
         except ValueError:
             raise _bad(f"fired_at {form['fired_at']!r} is not YYYY-MM-DD HH:MM:SS") from None
         fired_at = int(fired.timestamp() * 1000)
-    emails = [form.get(k, "") for k in ("data[email]", "data[old_email]", "data[new_email]")]
-    remote_ids = [_mailchimp_hash(e) for e in emails if e.strip()]
-    return ParsedEvent(kind, list(dict.fromkeys(remote_ids)), fired_at)
+    addresses = [form.get(k, "") for k in ("data[email]", "data[old_email]", "data[new_email]")]
+    emails = {_mailchimp_hash(e): e.strip().lower() for e in addresses if e.strip()}
+    return ParsedEvent(kind, list(emails), fired_at, emails=emails)
 
 
 def parse_json(body: bytes, content_type: str) -> ParsedEvent:
@@ -278,7 +281,8 @@ class InboundProcessor:
             if not source.enabled:
                 self._finish(ids, InboundStatus.IGNORED, "E406", "the source is disabled")
                 return
-            result = targeted.pull(self.env, source, remote_ids)
+            emails = {k: v for e in events for k, v in _emails(row.provider, e.payload).items()}
+            result = targeted.pull(self.env, source, remote_ids, emails=emails)
         except ContactsyncError as e:
             if e.code == "E404":  # a run of the source is in progress: after it
                 self._later(events, BUSY_RETRY_MS, count=False, code=e.code, error=e.message)
@@ -339,6 +343,14 @@ class InboundProcessor:
                 if run_id:
                     values["run_id"] = run_id
                 store.update_inbound(conn, [e.id], values)
+
+
+def _emails(provider: str, payload: str) -> dict[str, str]:
+    """The addresses a queued event's remote ids stand for, read again from its stored body."""
+    try:
+        return parse(provider, payload.encode(), "").emails
+    except InputError:
+        return {}
 
 
 def render(row: Row[Any]) -> dict[str, Any]:
