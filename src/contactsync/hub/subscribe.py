@@ -31,10 +31,10 @@ from contactsync.hub.workspaces import (
     Workspace,
     load_node,
     load_workspace,
+    node_from_row,
     require_writable,
+    workspace_from_row,
 )
-from contactsync.hub.workspaces import _node as node_of
-from contactsync.hub.workspaces import _workspace as workspace_of
 from contactsync.settings import Settings
 from contactsync.store import customers as store
 from contactsync.store import lookups
@@ -314,7 +314,7 @@ def _target(
     if ws_row is None or node_row is None:  # answered by the usual loads, with their errors
         ws, node = load_workspace(conn, workspace_id), load_node(conn, workspace_id, node_id)
     else:
-        ws, node = workspace_of(ws_row), node_of(node_row)
+        ws, node = workspace_from_row(ws_row), node_from_row(node_row)
     if writable:
         require_writable(node)
     return ws, node

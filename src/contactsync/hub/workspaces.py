@@ -86,7 +86,7 @@ class Node:
         }
 
 
-def _workspace(row: Row[Any]) -> Workspace:
+def workspace_from_row(row: Row[Any]) -> Workspace:
     return Workspace(
         id=row.id,
         name=row.name,
@@ -97,7 +97,7 @@ def _workspace(row: Row[Any]) -> Workspace:
     )
 
 
-def _node(row: Row[Any]) -> Node:
+def node_from_row(row: Row[Any]) -> Node:
     return Node(row.id, row.workspace_id, row.name, NodeKind(row.kind), tuple(orjson.loads(row.members)))
 
 
@@ -113,14 +113,14 @@ def create_workspace(db: Database, name: str, *, workspace_id: str | None = None
     }
     with db.write() as conn:
         store.insert_workspace(conn, row)
-        return _workspace(store.get_workspace(conn, row["id"]))  # type: ignore[arg-type]
+        return workspace_from_row(store.get_workspace(conn, row["id"]))  # type: ignore[arg-type]
 
 
 def load_workspace(conn: Connection, workspace_id: str) -> Workspace:
     row = store.get_workspace(conn, workspace_id)
     if row is None:
         raise not_found("workspace", workspace_id)
-    return _workspace(row)
+    return workspace_from_row(row)
 
 
 def get_workspace(db: Database, workspace_id: str) -> Workspace:
@@ -130,7 +130,7 @@ def get_workspace(db: Database, workspace_id: str) -> Workspace:
 
 def list_workspaces(db: Database) -> list[Workspace]:
     with db.read() as conn:
-        return [_workspace(r) for r in store.list_workspaces(conn)]
+        return [workspace_from_row(r) for r in store.list_workspaces(conn)]
 
 
 def default_workspace(db: Database) -> Workspace:
@@ -238,20 +238,20 @@ def create_node(
             "created_at": now_ms(),
         }
         store.insert_node(conn, row)
-        return _node(store.get_node(conn, workspace_id, row["id"]))  # type: ignore[arg-type]
+        return node_from_row(store.get_node(conn, workspace_id, row["id"]))  # type: ignore[arg-type]
 
 
 def load_node(conn: Connection, workspace_id: str, node_id: str) -> Node:
     row = store.get_node(conn, workspace_id, node_id)
     if row is None:
         raise not_found("node", node_id)
-    return _node(row)
+    return node_from_row(row)
 
 
 def list_nodes(db: Database, workspace_id: str) -> list[Node]:
     with db.read() as conn:
         load_workspace(conn, workspace_id)
-        return [_node(r) for r in store.list_nodes(conn, workspace_id)]
+        return [node_from_row(r) for r in store.list_nodes(conn, workspace_id)]
 
 
 def readable_node_ids(node: Node) -> tuple[str, ...]:
