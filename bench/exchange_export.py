@@ -5,9 +5,10 @@
   plain-Python figure of /work/shared/PERFORMANCE.md's last row (polars and duckdb, the issue's
   baseline, are not installed here);
 * displacer — ``contactsync.exchange.runs.run_job`` of a displacer job (file endpoint, default
-  columns): a streamed read of the node, each document parsed, cells neutralised against
-  formulas (which the baseline does not do), times formatted, written in chunks under a
-  temporary name and renamed when complete.
+  columns): a streamed read of the node, the mapped values picked out of each document by the
+  database (one JSON array per customer), cells neutralised against formulas (which the
+  baseline does not do), times formatted, written in chunks under a temporary name and renamed
+  when complete.
 
 The customers are loaded first (not timed) with the hub's bulk upsert.
 Usage: python bench/exchange_export.py [--rows N] (default 1,000,000). Target: <= 2x baseline.

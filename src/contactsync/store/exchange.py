@@ -3,6 +3,7 @@ the node that the displacer and the exporter stream out."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -187,13 +188,35 @@ def iter_node_keys(conn: Connection, node_id: str) -> Iterator[Any]:
     yield from conn.execute(query)
 
 
+def _of_nodes(conn: Connection, node_ids: Sequence[str]) -> Any:
+    """The condition "a customer of these nodes" for a read of all their customers.
+
+    On SQLite an index on node_id would walk the customers in that index's order (the console's
+    last-name index, say), a random read of the table; when the nodes hold at least half of the
+    table, the condition is written so that no index serves it (``+node_id``), and the read is
+    one sequential scan of the table: a quarter faster at a million customers. PostgreSQL's
+    planner makes that choice itself from its statistics."""
+    ids = list(node_ids)
+    if conn.dialect.name != "sqlite":
+        return customers.c.node_id.in_(ids)
+    # rowids grow with each insert: the largest is about the table's size, found in no time
+    half = (
+        conn.execute(sa.select(sa.func.max(sa.literal_column("rowid"))).select_from(customers)).scalar() or 0
+    ) // 2
+    some = sa.select(sa.literal(1)).select_from(customers).where(customers.c.node_id.in_(ids)).limit(half)
+    held = conn.execute(sa.select(sa.func.count()).select_from(some.subquery())).scalar_one()
+    if held < half:
+        return customers.c.node_id.in_(ids)
+    return sa.literal_column(f"+{customers.name}.{customers.c.node_id.name}", sa.String(36)).in_(ids)
+
+
 def iter_customers(
     conn: Connection, node_ids: Sequence[str], *, changed_from: int | None, changed_to: int | None
 ) -> Iterator[Any]:
     """The customers of the nodes, optionally changed in a window, in storage order: no ORDER BY,
     so the database streams one sequential scan (sorting a whole node held it in memory, and
     walking an index made random reads)."""
-    conds: list[Any] = [customers.c.node_id.in_(list(node_ids))]
+    conds: list[Any] = [_of_nodes(conn, node_ids)]
     if changed_from is not None:
         conds.append(customers.c.updated_at >= changed_from)
     if changed_to is not None:
@@ -212,6 +235,50 @@ def iter_customers(
         .execution_options(yield_per=5000)
     )
     yield from conn.execute(query)
+
+
+#: a property key the document-value read can name in a JSON path without quoting
+PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _document_values(conn: Connection, paths: Sequence[Sequence[str]]) -> Any:
+    """One JSON array text of the document's values at ``paths`` (null where absent): one
+    parse of the document per row, however many paths."""
+    if not all(PLAIN_KEY.fullmatch(key) for path in paths for key in path):
+        raise ValueError(f"not plain property paths: {paths!r}")
+    data = customers.c.data
+    if conn.dialect.name == "postgresql":
+        values = [sa.func.jsonb_extract_path(data, *path) for path in paths]
+        return sa.cast(sa.func.jsonb_build_array(*values), sa.Text)
+    json_paths = ["$." + ".".join(path) for path in paths]
+    if len(json_paths) == 1:  # json_extract of one path returns the value itself, not an array
+        return sa.func.json_array(sa.func.json_extract(data, json_paths[0]))
+    return sa.func.json_extract(data, *json_paths)
+
+
+def iter_customer_values(
+    conn: Connection,
+    node_ids: Sequence[str],
+    columns: Sequence[str],
+    paths: Sequence[Sequence[str]],
+    *,
+    changed_from: int | None,
+    changed_to: int | None,
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The customers of :func:`iter_customers`, in batches, as rows of the customers ``columns``
+    followed, when ``paths`` are given, by one JSON array text of the document's values at those
+    paths (keys matching :data:`PLAIN_KEY`): the database picks the values out of each document,
+    so the caller decodes a few values instead of whole documents."""
+    conds: list[Any] = [_of_nodes(conn, node_ids)]
+    if changed_from is not None:
+        conds.append(customers.c.updated_at >= changed_from)
+    if changed_to is not None:
+        conds.append(customers.c.updated_at < changed_to)
+    selected = [customers.c[name] for name in columns]
+    if paths:
+        selected.append(_document_values(conn, paths).label("document_values"))
+    query = sa.select(*selected).where(*conds).execution_options(yield_per=5000)
+    yield from conn.execute(query).partitions()
 
 
 def iter_subscription_rows(
