@@ -26,12 +26,12 @@ format: $(STAMP)
 
 # the whole suite: lint, types, and every test on SQLite and PostgreSQL
 test: $(STAMP) services lint
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # the quick loop: everything but the slow fault/soak tests
 check: $(STAMP) services
 	$(PY) -m ruff check src tests bench
-	$(PY) -m pytest -q -n auto -m "not slow" -x
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow" -x
 
 bench: $(STAMP)
 	$(PY) bench/hub_upsert.py

@@ -11,9 +11,9 @@ from __future__ import annotations
 from contactsync.sandbox.constantcontact import ManualClock
 from contactsync.sandbox.mailchimp.audience import ApiError, Audience, Event, subscriber_hash
 from contactsync.sandbox.mailchimp.batches import read_archive
-from contactsync.sandbox.mailchimp.http import ServedSandbox
 from contactsync.sandbox.mailchimp.server import MailchimpSandbox
 from contactsync.sandbox.mailchimp.webhooks import Delivery, form_fields
+from contactsync.sandbox.serving import ServedSandbox
 
 __all__ = [
     "ApiError",

@@ -4,15 +4,14 @@ transport, and a real HTTP server on loopback. Both call ``sandbox.handle(reques
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import httpx
 
 from contactsync.sandbox.mailchimp.audience import ApiError
+from contactsync.sandbox.serving import Incoming, ServedSandbox
 
 PREFIX = "/3.0"
 
@@ -98,60 +97,20 @@ class _Transport(httpx.BaseTransport):
         return httpx.Response(answer.status, headers=answer.headers, content=answer.body, request=request)
 
 
-class ServedSandbox:
+def serve_http(sandbox: Handles, host: str, port: int) -> ServedSandbox:
     """The sandbox behind a real HTTP server on loopback; ``url`` is its origin and
     ``api_url`` the ``/3.0`` base."""
 
-    def __init__(self, sandbox: Handles, host: str, port: int) -> None:
-        self.server = ThreadingHTTPServer((host, port), _handler_class(sandbox))
-        self.server.daemon_threads = True
-        self.url = f"http://{host}:{self.server.server_address[1]}"
-        self.api_url = self.url + PREFIX
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, name="mailchimp-sandbox", daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> ServedSandbox:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-
-def _handler_class(sandbox: Handles) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            split = urlsplit(self.path)
-            length = int(self.headers.get("content-length") or 0)
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            answer = sandbox.handle(
-                Request(
-                    self.command,
-                    unquote(split.path),
-                    parse_qs(split.query, keep_blank_values=True),
-                    headers,
-                    self.rfile.read(length) if length else b"",
-                    f"http://{headers.get('host', '127.0.0.1')}",
-                )
+    def answer(incoming: Incoming) -> Response:
+        return sandbox.handle(
+            Request(
+                incoming.method,
+                unquote(incoming.path),
+                incoming.query,
+                incoming.headers,
+                incoming.body,
+                f"http://{incoming.headers.get('host', '127.0.0.1')}",
             )
-            self.send_response(answer.status)
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(answer.body)))
-            self.end_headers()
-            self.wfile.write(answer.body)
+        )
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return
-
-    return Handler
+    return ServedSandbox(answer, host, port, thread_name="mailchimp-sandbox", api_prefix=PREFIX)

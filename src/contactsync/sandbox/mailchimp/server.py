@@ -62,12 +62,13 @@ from contactsync.sandbox.mailchimp.http import (
     LoggedRequest,
     Request,
     Response,
-    ServedSandbox,
     _error,
     _json,
     _Transport,
+    serve_http,
 )
 from contactsync.sandbox.mailchimp.webhooks import Delivery, WebhookDeliverer
+from contactsync.sandbox.serving import ServedSandbox
 
 RESULTS_PREFIX = "/batch-results/"
 MAX_COUNT = 1000
@@ -174,7 +175,7 @@ class MailchimpSandbox:
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> ServedSandbox:
         """The same API behind a real HTTP server on ``host:port`` (0 = a free port)."""
-        return ServedSandbox(self, host, port)
+        return serve_http(self, host, port)
 
     def close(self) -> None:
         self.webhooks.close()
