@@ -66,6 +66,7 @@ def run_cli(db_url: str, *args: str, **settings: str) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow  # CLI subprocesses end to end: in `make test`, not the quick loop
 def test_cli_end_to_end(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path}/cli.db"
     demo = run_cli(db_url, "demo", "--json")
@@ -121,6 +122,7 @@ def test_data_commands_on_an_unmigrated_database_say_to_migrate(
     assert "run `contactsync migrate`" in result.stderr
 
 
+@pytest.mark.slow  # CLI subprocesses end to end: in `make test`, not the quick loop
 def test_customers_find_honours_size_and_the_max_page_size(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path}/cli.db"
     node = json.loads(run_cli(db_url, "demo", "--json").stdout)["nodeId"]

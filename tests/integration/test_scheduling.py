@@ -123,7 +123,7 @@ def test_the_scheduler_fires_each_tick_once_not_while_paused_and_not_after_the_e
     spec = {"cron": "*/10 * * * *", "end": dt.datetime.fromtimestamp(start / 1000 + 6000, dt.UTC).isoformat()}
     set_schedule(db, "job-1", spec)
     scheduler = Scheduler(db, Settings())
-    for t in range(start, start + 40 * MINUTE, MINUTE):
+    for t in range(start, start + 41 * MINUTE, MINUTE):  # 41 ticks: whatever minute of the slot it is
         scheduler.tick(t)
     fired = [r.scheduled_for for r in requests(db, "exchange")]
     assert fired == schedules.next_runs(spec, 4, start)  # the 4 fire times of these 40 minutes
@@ -197,7 +197,9 @@ def test_missed_ticks_fire_once_for_the_most_recent_one(db: Database) -> None:
     set_schedule(db, "job-1", {"cron": "*/5 * * * *"})
     start = now_ms()
     scheduler = Scheduler(db, Settings())
-    later = start + 3 * 3600 * 1000  # the service was down for 3 hours: 36 ticks missed
+    # the service was down for 3 hours (36 ticks missed); it ticks twice, 30 s apart, one minute
+    # into a 5-minute slot, so that no new tick falls between the two
+    later = (start + 3 * 3600 * 1000) // 300_000 * 300_000 + 60_000
     scheduler.tick(later)
     scheduler.tick(later + 30_000)
     fired = requests(db, "exchange")

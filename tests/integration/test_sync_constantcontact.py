@@ -160,6 +160,7 @@ def _scenario(hub: Hub, cc: ConstantContactHarness, env: SyncEnv) -> tuple[Sourc
     return source, runs
 
 
+@pytest.mark.slow  # the sandbox end to end, both databases: in `make test`, not the quick loop
 def test_both_ways_with_the_constant_contact_sandbox(hub: Hub) -> None:
     cc = ConstantContactHarness()
     env = _env(hub, cc)
