@@ -2,7 +2,7 @@
 
 * baseline — Python's ``csv.writer`` writing the same columns of the same customers, read with
   one ``sqlite3`` query (``json_extract`` of the columns) over the same database file: the
-  plain-Python figure of /work/shared/PERFORMANCE.md's last row (polars and duckdb, the issue's
+  plain-Python figure of the shared performance notes' last row (polars and duckdb, the issue's
   baseline, are not installed here);
 * displacer — ``contactsync.exchange.runs.run_job`` of a displacer job (file endpoint, default
   columns): a streamed read of the node, the mapped values picked out of each document by the
