@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from contactsync.sandbox.constantcontact.activities import ActivitiesMixin
 from contactsync.sandbox.constantcontact.model import (
     INCLUDES,
     PERMISSIONS,
@@ -30,10 +31,9 @@ from contactsync.sandbox.constantcontact.model import (
     iso,
     parse_iso,
 )
-from contactsync.sandbox.constantcontact.state import SandboxState
 
 
-class ContactsMixin(SandboxState):
+class ContactsMixin(ActivitiesMixin):  # a contact write moves the bulk activities along
     """Contacts, custom fields and lists, through the API and as a user."""
 
     # ------------------------------------------------------------------ as a user in CC's UI

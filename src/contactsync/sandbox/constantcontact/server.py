@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from urllib.parse import parse_qs, urlencode
 
 import httpx
 
-from contactsync.sandbox.constantcontact.activities import ActivitiesMixin
 from contactsync.sandbox.constantcontact.contacts import ContactsMixin
 from contactsync.sandbox.constantcontact.model import (
     API_PREFIX,
@@ -29,10 +29,12 @@ from contactsync.sandbox.constantcontact.state import Route
 from contactsync.sandbox.serving import Incoming, ServedSandbox
 
 
-class ConstantContactSandbox(OAuthMixin, ContactsMixin, ActivitiesMixin):
+class ConstantContactSandbox(OAuthMixin, ContactsMixin):
     """One Constant Contact account behind one authorization server, in memory."""
 
-    def _route_table(self) -> list[Route]:
+    @functools.cached_property
+    def _routes(self) -> list[Route]:
+        """The API's routes as (method, path pattern, handler)."""
         return [
             ("GET", re.compile(r"/account/summary/?"), self._get_account),
             ("GET", re.compile(r"/contacts/?"), self._list_contacts),

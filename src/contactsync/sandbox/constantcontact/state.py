@@ -94,15 +94,6 @@ class SandboxState:
         self._activities: dict[str, _Activity] = {}
         self._recent: dict[str, deque[float]] = {}
         self._daily: dict[tuple[str, int], int] = {}
-        self._routes: list[Route] = self._route_table()
-
-    def _route_table(self) -> list[Route]:
-        """The API's routes as (method, path pattern, handler); the sandbox class defines them."""
-        raise NotImplementedError
-
-    def _tick(self) -> None:
-        """Move the bulk activities along the sandbox clock; the activities part defines it."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ contact internals
 
