@@ -67,7 +67,7 @@ class WebhookConfig:
     retry_hours: float = 24.0
     concurrency: int = 4
     poll_s: float = 1.0
-    inbound_max_age_s: float = 600.0
+    inbound_max_age_s: float = 5400.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookConfig:
