@@ -106,6 +106,15 @@ class Settings(BaseSettings):
         description="Inbound provider events with an older (or future) timestamp are refused; the default "
         "outlasts Mailchimp's 75 minutes of retries. Replays are refused by event id at any age.",
     )
+    history_days: int = Field(
+        90,
+        ge=0,
+        description="Days the service keeps its own logs: finished sync runs and their records, finished "
+        "exchange runs and their failed-operations rows, sent webhook deliveries, handled inbound events "
+        "(the newest run of each source and job, and resumable runs, stay). Pruned hourly by `serve` and "
+        "`worker`, or by `contactsync prune`. 0 keeps everything. Customers, events, the change journal "
+        "and the consent ledger are never pruned.",
+    )
     optin_expiry_hours: float = Field(
         48.0, description="Hours a double opt-in confirmation link stays valid."
     )

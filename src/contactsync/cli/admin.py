@@ -346,3 +346,38 @@ def settings_command(
         out.print(t)
 
     emit(rows, as_json, table)
+
+
+@app.command("prune")
+@handles_errors
+def prune_command(
+    days: Annotated[
+        int | None,
+        typer.Option("--days", help="Keep this many days of history (default: the history_days setting)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete the service's old logs: finished sync and exchange runs, webhook deliveries,
+    inbound events (see the history_days setting). Customers and consent are never touched."""
+    from contactsync.hub.times import format_time
+    from contactsync.retention import prune
+
+    keep = get_settings().history_days if days is None else days
+    report = prune(database(), keep, dry_run=dry_run)
+    value = {
+        "days": report.days,
+        "before": format_time(report.cutoff),
+        "dryRun": report.dry_run,
+        "counts": report.counts,
+    }
+
+    def human(v: dict[str, Any]) -> None:
+        verb = "would delete" if dry_run else "deleted"
+        t = Table("history", verb)
+        for kind, n in report.counts.items():
+            t.add_row(kind, f"{n:,}")
+        out.print(t)
+        out.print(f"{verb} {report.total:,} row(s) older than {keep} days (before {v['before']})")
+
+    emit(value, as_json, human)

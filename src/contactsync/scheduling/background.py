@@ -32,6 +32,7 @@ MODULES = (
     "contactsync.exchange.jobs",
     "contactsync.notify.webhooks",
     "contactsync.hub.optin",
+    "contactsync.retention",
 )
 
 _factories: list[LoopFactory] = []
