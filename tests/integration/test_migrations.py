@@ -12,7 +12,7 @@ from contactsync.store.tables import metadata
 
 # Written by migration 0007 in each dialect's own SQL, because SQLAlchemy cannot declare it
 # portably: the console's last-name search uses the very same expression.
-MIGRATION_ONLY_INDEXES = {"ix_customers_node_id_last_name"}
+MIGRATION_ONLY_INDEXES = {"ix_customers_node_id_last_name", "ix_links_source_id_email"}
 
 
 def _index_name(diff: object) -> str | None:

@@ -96,23 +96,38 @@ def links_by_remote_or_base(
 
     How a provider event that names a record by another key than its remote id (Mailchimp: the
     address) finds the link of a record the provider no longer has. The base is the link's
-    JSON ``{"f": {hub path: value}, "s": …}``; the value match reads every link of the source.
+    JSON ``{"f": {hub path: value}, "s": …}``; for ``base.contacts.email`` the value match
+    reads a range of ``ix_links_source_id_email``, for another path every link of the source.
     """
     conds: list[sa.ColumnElement[bool]] = []
     if remote_ids:
         conds.append(links.c.remote_id.in_(list(remote_ids)))
     if path and values:
-        text: sa.ColumnElement[str]
-        if conn.dialect.name == "postgresql":
-            keys = sa.literal(["f", path], postgresql.ARRAY(sa.Text))
-            text = sa.cast(links.c.base, postgresql.JSONB).op("#>>", return_type=sa.Text)(keys)
-        else:
-            text = sa.func.json_extract(links.c.base, f'$.f."{path}"')
-        conds.append(sa.func.lower(text).in_(list(values)))
+        conds.append(_base_text(conn, path).in_(list(values)))
     if not conds:
         return []
     query = sa.select(links).where(links.c.source_id == source_id, sa.or_(*conds))
     return list(conn.execute(query).all())
+
+
+#: the expression of migration 0008's index on links, per dialect: the query names it word for word
+_EMAIL_TEXT = {
+    "sqlite": "lower(json_extract(links.base, '$.f.\"base.contacts.email\"'))",
+    "postgresql": "lower(links.base::jsonb #>> '{f,base.contacts.email}')",
+}
+
+
+def _base_text(conn: Connection, path: str) -> sa.ColumnElement[Any]:
+    """The lower-cased value of a link's base at hub path ``path``."""
+    if path == "base.contacts.email":
+        return sa.literal_column(_EMAIL_TEXT[conn.dialect.name])
+    text: sa.ColumnElement[str]
+    if conn.dialect.name == "postgresql":
+        keys = sa.literal(["f", path], postgresql.ARRAY(sa.Text))
+        text = sa.cast(links.c.base, postgresql.JSONB).op("#>>", return_type=sa.Text)(keys)
+    else:
+        text = sa.func.json_extract(links.c.base, f'$.f."{path}"')
+    return sa.func.lower(text)
 
 
 def upsert_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
