@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from contactsync.errors import InputError
+from contactsync.errors import ConfigError
 from contactsync.hub.times import now_ms
 from contactsync.scheduling.background import register_loops
 from contactsync.settings import Settings
@@ -52,10 +52,10 @@ def prune(
 ) -> PruneReport:
     """Delete (or with ``dry_run`` count) the history older than ``days`` days."""
     if days < 1:
-        raise InputError(
-            f"keep at least one day of history (asked: {days}); to keep everything, set "
+        raise ConfigError(
+            f"keep at least one day of history (--days {days}); to keep everything, set "
             "CONTACTSYNC_HISTORY_DAYS=0 and do not run `contactsync prune`",
-            code="E200",
+            code="E100",
         )
     cutoff = (now_ms() if now is None else now) - days * DAY_MS
     report = PruneReport(days, cutoff, dry_run)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from contactsync import retention
 from contactsync.cli import admin  # noqa: F401 - registers `prune`
 from contactsync.cli import app as cli_app
-from contactsync.errors import InputError
+from contactsync.errors import ConfigError
 from contactsync.exchange import jobs
 from contactsync.exchange.jobs import ExchangeEnv
 from contactsync.hub import workspaces
@@ -260,9 +260,9 @@ def _with_status(hub: Hub, table: sa.Table, status: str) -> set[str]:
 
 
 def test_less_than_a_day_is_refused(hub: Hub) -> None:
-    with pytest.raises(InputError) as e:
+    with pytest.raises(ConfigError) as e:
         retention.prune(hub.db, 0)
-    assert e.value.code == "E200"
+    assert e.value.code == "E100"
 
 
 @pytest.fixture
@@ -287,7 +287,7 @@ def test_cli_prune_shows_then_deletes(hub: Hub, made: History, cli_env: None) ->
     assert _ids(hub) == made.kept
 
     refused = runner.invoke(cli_app, ["prune", "--days", "0"])
-    assert refused.exit_code == 2 and "E200" in refused.output
+    assert refused.exit_code == 1 and "E100" in refused.output and "--days 0" in refused.output
 
 
 def test_the_background_loop_prunes_and_history_days_0_keeps_everything(
