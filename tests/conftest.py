@@ -17,7 +17,7 @@ import uvicorn
 
 from contactsync.api import create_app
 from contactsync.hub import tokens, workspaces
-from contactsync.settings import Settings
+from contactsync.settings import Settings, get_settings
 from contactsync.store.db import Database
 from contactsync.store.tables import metadata
 
@@ -134,6 +134,15 @@ def hub(db: Database) -> Hub:
     node = workspaces.create_node(db, ws.id, "main")
     token, _ = tokens.create_token(db, ws.id, tokens.Role.ADMIN, "test-admin")
     return Hub(db, ws.id, node.id, token)
+
+
+@pytest.fixture
+def cli_database(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Commands run in-process (typer's CliRunner) use the hub's database."""
+    monkeypatch.setenv("CONTACTSYNC_DATABASE_URL", hub.db.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ all three -1011 for an address not on the allow-list.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from contactsync.cli import frontend as _frontend_commands  # noqa: F401 - regis
 from contactsync.errors import NotFoundError
 from contactsync.hub import frontend, subscribe, workspaces
 from contactsync.hub.context import WriteContext
-from contactsync.settings import Settings, get_settings
+from contactsync.settings import Settings
 from contactsync.store import subscriptions as sub_store
 from tests.conftest import Hub
 from tests.fixtures.smtp import Mailbox
@@ -221,15 +220,7 @@ def test_unknown_frontend_page_is_404(live_server: str) -> None:
     assert httpx.get(f"{live_server}/frontend/xmlUpdSubscriber.aspx").status_code == 404
 
 
-@pytest.fixture
-def cli_env(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CONTACTSYNC_DATABASE_URL", hub.db.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-def test_cli_configures_the_frontend(hub: Hub, cli_env: None, live_server: str) -> None:
+def test_cli_configures_the_frontend(hub: Hub, cli_database: None, live_server: str) -> None:
     runner = CliRunner()
 
     def run(*args: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from contactsync.hub.bulk import upsert_customers
 from contactsync.hub.times import now_ms
 from contactsync.notify import webhooks
 from contactsync.secrets import SecretBox, new_key
-from contactsync.settings import Settings, get_settings
+from contactsync.settings import Settings
 from contactsync.store.exchange_tables import exchange_failed_rows, exchange_runs
 from contactsync.store.tables import consent_ledger, customers, journal, run_records, runs
 from contactsync.store.webhook_tables import inbound_events, webhook_attempts, webhook_deliveries
@@ -265,15 +264,7 @@ def test_less_than_a_day_is_refused(hub: Hub) -> None:
     assert e.value.code == "E100"
 
 
-@pytest.fixture
-def cli_env(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CONTACTSYNC_DATABASE_URL", hub.db.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-def test_cli_prune_shows_then_deletes(hub: Hub, made: History, cli_env: None) -> None:
+def test_cli_prune_shows_then_deletes(hub: Hub, made: History, cli_database: None) -> None:
     runner = CliRunner()
     dry = runner.invoke(cli_app, ["prune", "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
