@@ -20,7 +20,11 @@ Besides wall-clock seconds each phase reports its CPU seconds (user + system, al
 machine that other work keeps busy, the wall-clock ratio moves with the load, the CPU one less.
 
 Each phase runs in its own process so that its peak RSS is its own.
-Usage: python bench/exchange_import.py [--rows N] (default 1,000,000)
+With ``--database-url postgresql://…`` (an empty database) the hub runs on PostgreSQL and the
+baseline is a ``COPY … FROM STDIN`` of the same file into a table with the same unique index;
+the floor line is measured on SQLite only.
+
+Usage: python bench/exchange_import.py [--rows N] (default 1,000,000) [--database-url URL]
 Targets (issue 6): first import <= 2x baseline, re-import <= 1x first import with only the
 changed rows journaled, peak RSS <= 400 MB.
 """
@@ -113,6 +117,33 @@ CREATE UNIQUE INDEX uq ON customers ('{NODE_ID}' || '', email);
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
 
 
+def phase_pg_baseline(csv_path: Path, url: str) -> dict[str, float]:
+    """COPY of the file into a table with a unique index on (node id, email) in place."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        columns = ", ".join(f"{c} text" for c in HEADER)
+        conn.execute("DROP TABLE IF EXISTS bench_import_baseline")
+        conn.execute(f"CREATE TABLE bench_import_baseline (node_id text DEFAULT '{NODE_ID}', {columns})")
+        conn.execute("CREATE UNIQUE INDEX ON bench_import_baseline (node_id, email)")
+        conn.commit()
+        start = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                f"COPY bench_import_baseline ({', '.join(HEADER)}) FROM STDIN (FORMAT csv, HEADER)"
+            ) as copy,
+            open(csv_path, "rb") as f,
+        ):
+            while block := f.read(1 << 20):
+                copy.write(block)
+        conn.commit()
+        seconds = time.perf_counter() - start
+        conn.execute("DROP TABLE bench_import_baseline")
+        conn.commit()
+    return {"seconds": seconds, "cpu": 0.0, "rss_mb": 0.0}
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -129,7 +160,7 @@ def phase_hub(db_path: Path, root: Path, first: bool) -> dict[str, Any]:
     from contactsync.store.db import Database
     from contactsync.store.tables import journal
 
-    db = Database(f"sqlite:///{db_path}")
+    db = Database(os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{db_path}")
     settings = Settings(exchange_local_root=str(root), secret_keys=(root / "key").read_text())
     env = ExchangeEnv(db, settings, SecretBox.from_settings(settings))
     if first:
@@ -211,6 +242,8 @@ def main() -> None:
         kind, a, b = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
         if kind == "baseline":
             result = phase_baseline(a, b)
+        elif kind == "pgbaseline":
+            result = phase_pg_baseline(a, str(sys.argv[4]))
         elif kind == "floor":
             result = phase_floor(a, b)
         else:
@@ -219,9 +252,13 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the file (default 1,000,000)")
+    parser.add_argument("--database-url", default="", help="PostgreSQL URL of an empty database")
     args = parser.parse_args()
     n = args.rows
-    if shutil.which("sqlite3") is None:
+    pg = args.database_url
+    if pg:
+        os.environ["BENCH_DATABASE_URL"] = pg
+    if not pg and shutil.which("sqlite3") is None:
         sys.exit(
             "exchange_import: the sqlite3 command-line tool is needed for the baseline (apt install sqlite3)"
         )
@@ -235,44 +272,58 @@ def main() -> None:
         data = Path(tmp) / "contacts.csv"
         generate(data, n)
         size_mb = data.stat().st_size / 1e6
-        base = run_phase("baseline", str(data), f"{tmp}/baseline.db")
+        base = (
+            run_phase("pgbaseline", str(data), pg)
+            if pg
+            else run_phase("baseline", str(data), f"{tmp}/baseline.db")
+        )
         shutil.copy(data, root / "box" / "contacts.csv")
         first = run_phase("first", f"{tmp}/hub.db", str(root))
-        floor = run_phase("floor", f"{tmp}/hub.db", f"{tmp}/floor.db")
+        floor = None if pg else run_phase("floor", f"{tmp}/hub.db", f"{tmp}/floor.db")
         generate(root / "box" / "contacts_changed.csv", n, changed_every=100)
         again = run_phase("again", f"{tmp}/hub.db", str(root))
     ratio = first["seconds"] / base["seconds"]
     again_ratio = again["seconds"] / first["seconds"]
     fc, ac = first["run"]["counts"], again["run"]["counts"]
     print(f"exchange_import: {n:,} rows, {len(HEADER)} columns, {size_mb:.0f} MB CSV, {os.cpu_count()} CPUs")
-    print(
-        "  baseline: sqlite3 CLI .import (one transaction) of the same file into a table with a unique"
-        " index on (node id, email) in place"
-        " (WAL, synchronous=NORMAL, 256 MB cache), measured in this run"
-    )
-    print(
-        f"  baseline sqlite3 .import   : {base['seconds']:7.2f} s  cpu {base['cpu']:6.2f} s"
-        f"  peak RSS {base['rss_mb']:6.0f} MB"
-    )
+    if pg:
+        print(
+            "  PostgreSQL; baseline: COPY FROM STDIN (one transaction) of the same file into a table with a"
+            " unique index on (node id, email) in place, measured in this run"
+        )
+        print(f"  baseline COPY              : {base['seconds']:7.2f} s  (server side; cpu not counted)")
+    else:
+        print(
+            "  baseline: sqlite3 CLI .import (one transaction) of the same file into a table with a unique"
+            " index on (node id, email) in place"
+            " (WAL, synchronous=NORMAL, 256 MB cache), measured in this run"
+        )
+        print(
+            f"  baseline sqlite3 .import   : {base['seconds']:7.2f} s  cpu {base['cpu']:6.2f} s"
+            f"  peak RSS {base['rss_mb']:6.0f} MB"
+        )
     print(
         f"  importer (empty node)      : {first['seconds']:7.2f} s  cpu {first['cpu']:6.2f} s"
-        f"  peak RSS {first['rss_mb']:6.0f} MB  ratio {ratio:.2f} (target <= 2.0; cpu"
-        f" {first['cpu'] / base['cpu']:.2f})  inserted {fc['inserted']:,}  journaled {first['journaled']:,}"
+        f"  peak RSS {first['rss_mb']:6.0f} MB  ratio {ratio:.2f} (target <= 2.0"
+        + (f"; cpu {first['cpu'] / base['cpu']:.2f}" if base["cpu"] else "")
+        + f")  inserted {fc['inserted']:,}  journaled {first['journaled']:,}"
     )
     print(
         f"  re-import, 1% changed      : {again['seconds']:7.2f} s  cpu {again['cpu']:6.2f} s"
         f"  peak RSS {again['rss_mb']:6.0f} MB  {again_ratio:.2f}x first (target <= 1.0)"
         f"  updated {ac['updated']:,}  unchanged {ac['unchanged']:,}  journaled {again['journaled']:,}"
     )
-    print(
-        f"  hub schema floor           : {floor['seconds']:7.2f} s  cpu {floor['cpu']:6.2f} s"
-        f"  ({floor['rows']:,} customers + {floor['entries']:,} journal entries by executemany, no parsing)"
-        f"  = {floor['seconds'] / base['seconds']:.2f}x the baseline; the first import is"
-        f" {first['seconds'] / floor['seconds']:.2f}x the floor"
-    )
+    if floor is not None:
+        print(
+            f"  hub schema floor           : {floor['seconds']:7.2f} s  cpu {floor['cpu']:6.2f} s"
+            f"  ({floor['rows']:,} customers + {floor['entries']:,} journal entries by executemany,"
+            " no parsing)"
+            f"  = {floor['seconds'] / base['seconds']:.2f}x the baseline; the first import is"
+            f" {first['seconds'] / floor['seconds']:.2f}x the floor"
+        )
     print(f"  load average before / after: {load_before} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     targets = [
-        ("first import <= 2x the .import baseline", ratio <= 2.0),
+        ("first import <= 2x the baseline", ratio <= 2.0),
         ("re-import <= the first import", again_ratio <= 1.0),
         ("only the changed rows journaled", again["journaled"] == ac["updated"]),
         ("peak RSS <= 400 MB", max(first["rss_mb"], again["rss_mb"]) <= 400),

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Result, Row
 from sqlalchemy.sql.elements import ColumnElement
@@ -47,6 +48,10 @@ def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 #: one row of :func:`insert_new`: id, external_id, match_key, enabled, content_hash, data (JSON text)
+_COPY_SQL = (
+    f"COPY customers ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"  # the data column is JSONB: parsed from text
+)
+
 NewCustomer = tuple[str, str | None, str | None, bool, str, str]
 
 _NEW_COLUMNS = ("id", "external_id", "match_key", "enabled", "content_hash", "data")
@@ -71,9 +76,22 @@ def insert_new(
 
     On SQLite a batch is one multi-row INSERT when the build allows that many parameters
     (Debian's: 250,000), so the driver is called once, not once per row, and releases the
-    GIL for the whole batch; PostgreSQL gets an executemany.
+    GIL for the whole batch; PostgreSQL gets a COPY in the caller's transaction (an existing
+    matching key fails it as it fails an INSERT, with a unique violation): psycopg encodes the
+    rows in C, where an executemany spends ~20 µs of Python per row.
     """
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        try:
+            with dbapi.cursor() as cur, cur.copy(_COPY_SQL) as copy:  # type: ignore[attr-defined]
+                write = copy.write_row
+                for r in rows:
+                    write((r[0], workspace_id, node_id, r[1], r[2], r[3], at, at, r[4], r[5]))
+        except psycopg.Error as e:  # as SQLAlchemy raises it for a statement (IntegrityError …)
+            raise sa.exc.DBAPIError.instance(_COPY_SQL, None, e, psycopg.Error, dialect=conn.dialect) from e
         return
     if conn.dialect.name != "sqlite":
         conn.exec_driver_sql(
