@@ -113,6 +113,8 @@ def test_bulk_stores_what_the_api_stores(hub: Hub) -> None:
             "base": {"firstName": "nullable", "address": {}, "contacts": {"email": "q@b.it"}},
         },
         {"base": {"contacts": {"email": "r@b.it"}, "dob": "1990-01-02"}, "enabled": False},  # full validator
+        # what COPY's text format escapes (PostgreSQL's bulk path): backslash, tab, line breaks
+        {"base": {"contacts": {"email": "s@b.it"}, "lastName": 'O\'Brien \\N \\. "Q"\t\r\n ü €'}},
     ]
     upsert_customers(hub.db, hub.workspace_id, hub.node_id, bodies)
     for body in bodies:
@@ -127,7 +129,8 @@ def test_bulk_stores_what_the_api_stores(hub: Hub) -> None:
             for node in (hub.node_id, other.id)
         }
     assert by_node[hub.node_id] == by_node[other.id]
-    assert len(by_node[hub.node_id]) == 3
+    assert len(by_node[hub.node_id]) == 4
+    assert by_node[hub.node_id]["s@b.it"][1]["base"]["lastName"] == 'O\'Brien \\N \\. "Q"\t\r\n ü €'
 
 
 @pytest.mark.parametrize("pipelined", [True, False])
