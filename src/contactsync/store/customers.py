@@ -47,11 +47,10 @@ def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.exec_driver_sql(_insert_sql(conn.dialect.name), params)
 
 
-#: one row of :func:`insert_new`: id, external_id, match_key, enabled, content_hash, data (JSON text)
-_COPY_SQL = (
-    f"COPY customers ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"  # the data column is JSONB: parsed from text
-)
+#: PostgreSQL's bulk insert of new customers (the data column is JSONB: parsed from the text)
+_COPY_SQL = f"COPY customers ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
 
+#: one row of :func:`insert_new`: id, external_id, match_key, enabled, content_hash, data (JSON text)
 NewCustomer = tuple[str, str | None, str | None, bool, str, str]
 
 _NEW_COLUMNS = ("id", "external_id", "match_key", "enabled", "content_hash", "data")
