@@ -85,10 +85,36 @@ def pg_database() -> Iterator[Database]:
     db.dispose()
 
 
+_NON_EMPTY = " UNION ALL ".join(
+    f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM {t.name})" for t in metadata.sorted_tables
+)
+_sequences: list[tuple[str, str]] = []  # (table, column) of the identity columns, read once
+
+
 def _truncate(db: Database) -> None:
-    names = ", ".join(t.name for t in metadata.sorted_tables)
+    """Empty every table and restart the identity sequences.
+
+    Only the tables that hold rows are truncated: a TRUNCATE of every table gives each one and
+    its indexes new files (~150 ms per test, most of the PostgreSQL tests' own time), a look at
+    which hold rows takes ~4 ms. The sequences restart with setval, which changes no catalog.
+    """
     with db.engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        if not _sequences:
+            _sequences.extend(
+                (r[0], r[1])
+                for r in conn.exec_driver_sql(
+                    "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema ="
+                    " 'public' AND (is_identity = 'YES' OR column_default LIKE 'nextval%%')"
+                )
+            )
+        full = [r[0] for r in conn.exec_driver_sql(_NON_EMPTY)]
+        if full:
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(full)} CASCADE")
+        if _sequences:
+            restart = ", ".join(
+                f"setval(pg_get_serial_sequence('{t}', '{c}'), 1, false)" for t, c in _sequences
+            )
+            conn.exec_driver_sql(f"SELECT {restart}")
 
 
 def make_db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Database:

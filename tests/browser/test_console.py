@@ -7,9 +7,14 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import CLIENT_ID, CLIENT_SECRET, Console, screenshot, sign_in
+
+# a real browser end to end (about 40 s): in `make test` and CI, not the quick loop; the console's
+# HTTP-level tests (tests/integration/test_console_*.py) stay in it
+pytestmark = pytest.mark.slow
 
 SOURCE = "Constant Contact"
 

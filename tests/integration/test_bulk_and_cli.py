@@ -102,6 +102,7 @@ def test_demo_gives_a_workspace_without_nodes_its_demo_node(tmp_path: Path) -> N
     assert found["elements"] == []  # the user's workspace is not seeded with demo customers
 
 
+@pytest.mark.slow  # CLI subprocesses end to end: in `make test`, not the quick loop
 @pytest.mark.parametrize(
     "command",
     [

@@ -100,6 +100,7 @@ def _synced(provider: sa.engine.Engine) -> Any:
         return conn.exec_driver_sql("SELECT first_name FROM contacts WHERE email = 'ada@example.com'").first()
 
 
+@pytest.mark.slow  # processes started and stopped with SIGTERM: in `make test`, not the quick loop
 @pytest.mark.parametrize("command", [["worker", "--no-scheduler"], ["serve", "--port", "PORT"]])
 def test_the_process_runs_a_queued_sync_and_stops_cleanly_on_sigterm(
     setup: tuple[Database, str, sa.engine.Engine], command: list[str]

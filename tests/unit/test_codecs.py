@@ -291,6 +291,7 @@ def test_a_200_mb_line_without_newline_is_refused_in_flat_memory() -> None:
     assert peak_rss_mb() - before < 64
 
 
+@pytest.mark.slow  # large volume
 def test_a_million_rows_stream_in_flat_memory() -> None:
     count = 1_000_000
 

@@ -228,6 +228,7 @@ def test_plain_properties() -> None:
         assert not is_plain_property(path)
 
 
+@pytest.mark.slow  # 1,500 generated records
 @given(plain_records())
 @settings(database=None, max_examples=1500, deadline=None)
 def test_plain_doc_is_the_parsed_document(record: dict[str, Any]) -> None:

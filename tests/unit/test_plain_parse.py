@@ -200,6 +200,7 @@ def _containers(value: Any) -> list[Any]:
     return found
 
 
+@pytest.mark.slow  # a fuzz test: hundreds of generated bodies
 @PROPS
 @given(body=PLAIN, data=st.data())
 def test_fast_path_agrees_one_or_two_changes_away_from_a_plain_body(body: Any, data: st.DataObject) -> None:
