@@ -44,7 +44,7 @@ def _id() -> str:
 
 @dataclass
 class History:
-    """Ids of the rows made by :func:`history`, by what should become of them."""
+    """Ids of the rows the ``made`` fixture inserts, by what should become of them."""
 
     gone: dict[str, set[str]]  # kind → ids that a 90-day prune deletes
     kept: dict[str, set[str]]  # kind → ids that stay
