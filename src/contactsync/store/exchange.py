@@ -210,28 +210,39 @@ def _of_nodes(conn: Connection, node_ids: Sequence[str]) -> Any:
     return sa.literal_column(f"+{customers.name}.{customers.c.node_id.name}", sa.String(36)).in_(ids)
 
 
+#: what the displacer reads of a customer
+_CUSTOMER_ROW = (
+    customers.c.id,
+    customers.c.node_id,
+    customers.c.external_id,
+    customers.c.enabled,
+    customers.c.registered_at,
+    customers.c.updated_at,
+    customers.c.data,
+)
+
+
+def _customer_window(
+    conn: Connection, node_ids: Sequence[str], changed_from: int | None, changed_to: int | None
+) -> list[Any]:
+    """The conditions for the customers of the nodes, changed in the window when one is given."""
+    conds: list[Any] = [_of_nodes(conn, node_ids)]
+    if changed_from is not None:
+        conds.append(customers.c.updated_at >= changed_from)
+    if changed_to is not None:
+        conds.append(customers.c.updated_at < changed_to)
+    return conds
+
+
 def iter_customers(
     conn: Connection, node_ids: Sequence[str], *, changed_from: int | None, changed_to: int | None
 ) -> Iterator[Any]:
     """The customers of the nodes, optionally changed in a window, in storage order: no ORDER BY,
     so the database streams one sequential scan (sorting a whole node held it in memory, and
     walking an index made random reads)."""
-    conds: list[Any] = [_of_nodes(conn, node_ids)]
-    if changed_from is not None:
-        conds.append(customers.c.updated_at >= changed_from)
-    if changed_to is not None:
-        conds.append(customers.c.updated_at < changed_to)
     query = (
-        sa.select(
-            customers.c.id,
-            customers.c.node_id,
-            customers.c.external_id,
-            customers.c.enabled,
-            customers.c.registered_at,
-            customers.c.updated_at,
-            customers.c.data,
-        )
-        .where(*conds)
+        sa.select(*_CUSTOMER_ROW)
+        .where(*_customer_window(conn, node_ids, changed_from, changed_to))
         .execution_options(yield_per=5000)
     )
     yield from conn.execute(query)
@@ -269,15 +280,11 @@ def iter_customer_values(
     followed, when ``paths`` are given, by one JSON array text of the document's values at those
     paths (keys matching :data:`PLAIN_KEY`): the database picks the values out of each document,
     so the caller decodes a few values instead of whole documents."""
-    conds: list[Any] = [_of_nodes(conn, node_ids)]
-    if changed_from is not None:
-        conds.append(customers.c.updated_at >= changed_from)
-    if changed_to is not None:
-        conds.append(customers.c.updated_at < changed_to)
     selected = [customers.c[name] for name in columns]
     if paths:
         selected.append(_document_values(conn, paths).label("document_values"))
-    query = sa.select(*selected).where(*conds).execution_options(yield_per=5000)
+    window = _customer_window(conn, node_ids, changed_from, changed_to)
+    query = sa.select(*selected).where(*window).execution_options(yield_per=5000)
     yield from conn.execute(query).partitions()
 
 
@@ -312,13 +319,7 @@ def iter_subscription_rows(
         conds.append(s.c.updated_at < changed_to)
     query = (
         sa.select(
-            c.c.id,
-            c.c.node_id,
-            c.c.external_id,
-            c.c.enabled,
-            c.c.registered_at,
-            c.c.updated_at,
-            c.c.data,
+            *_CUSTOMER_ROW,
             s.c.subscription_id.label("sub_id"),
             s.c.status.label("sub_status"),
             s.c.reason.label("sub_reason"),
