@@ -38,12 +38,11 @@ from contactsync.hub.document import (
     _BASE_STRINGS,
     _PLAIN_KEYS_JSON,
     _TAG_LISTS,
-    EMAIL_RE,
     CustomerDoc,
+    checked_email,
     customer_parser,
     match_key_function,
     merge_patch,
-    normalise_email,
 )
 from contactsync.hub.schema import SECTION_LIMIT
 from contactsync.hub.times import now_ms
@@ -114,10 +113,8 @@ def plain_doc(record: dict[str, Any], text_bound: int) -> CustomerDoc | None:
     if contacts is not None:
         email = contacts.get("email")
         if email is not None:
-            if len(email) > 254:
-                return None
-            email = normalise_email(email)
-            if not EMAIL_RE.match(email):
+            email = checked_email(email)
+            if email is None:
                 return None
             contacts["email"] = email
     tags = record.get("tags")

@@ -66,6 +66,15 @@ def normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
+def checked_email(value: str) -> str | None:
+    """The address normalised, or None when the customer schema refuses it (too long, or not
+    an address): what the plain-body fast paths check before taking a body."""
+    if len(value) > 254:
+        return None
+    email = normalise_email(value)
+    return email if EMAIL_RE.match(email) else None
+
+
 def prune_nulls(value: Any) -> Any:
     """Drop null-valued keys (and objects left empty) from nested dicts; lists keep their items."""
     if isinstance(value, dict):
@@ -298,10 +307,8 @@ def parse_plain(body: Any) -> CustomerDoc | None:
     if contacts is not None:
         email = contacts.get("email")
         if email is not None:
-            if len(email) > 254:
-                return None
-            email = normalise_email(email)
-            if not EMAIL_RE.match(email):
+            email = checked_email(email)
+            if email is None:
                 return None  # E201 on the full path
             base["contacts"] = {**contacts, "email": email}
     data: dict[str, Any] = {"base": base} if base or not null else {}
